@@ -1,0 +1,320 @@
+//! CEL conditions of exit gates and transitions: compiling them, checking what they name
+//! against the model, and evaluating them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue, operators};
+use cel::{Context, Program, Value};
+
+/// The variables a condition can use, and what each holds.
+pub const VARIABLES: [&str; 6] = ["tasks", "outputs", "goals", "commitments", "people", "phase"];
+
+/// Fields of `tasks.<key>`.
+pub const TASK_FIELDS: [&str; 9] = [
+    "status",
+    "done",
+    "total",
+    "open",
+    "completed",
+    "skipped",
+    "cancelled",
+    "overdue",
+    "occurrences",
+];
+
+/// Fields of `phase`.
+pub const PHASE_FIELDS: [&str; 4] = ["key", "iteration", "tasks_done", "approved"];
+
+/// What a condition may refer to, drawn from the model being validated.
+pub trait Vocabulary {
+    fn has_task(&self, key: &str) -> bool;
+    /// `None` when the task does not exist.
+    fn has_output(&self, task: &str, output: &str) -> Option<bool>;
+    fn has_role(&self, key: &str) -> bool;
+}
+
+/// A compiled CEL condition. Cheap to clone; shared by every engagement of a model.
+#[derive(Clone)]
+pub struct Condition {
+    source: String,
+    program: Arc<Program>,
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.debug_tuple("Condition").field(&self.source).finish()
+    }
+}
+
+impl Condition {
+    /// Compiles `source` and checks every name it uses against `vocabulary`; returns every
+    /// problem found.
+    pub fn compile(source: &str, vocabulary: &dyn Vocabulary) -> Result<Condition, Vec<String>> {
+        let program = Program::compile(source).map_err(|errors| {
+            vec![format!(
+                "'{source}' is not a valid CEL expression: {}",
+                errors.to_string().trim()
+            )]
+        })?;
+        let mut problems = Vec::new();
+        let mut scope = Vec::new();
+        check_names(
+            &IdedExprRef(program.expression()),
+            vocabulary,
+            &mut scope,
+            &mut problems,
+        );
+        if !problems.is_empty() {
+            problems.sort();
+            problems.dedup();
+            return Err(problems);
+        }
+        Ok(Condition {
+            source: source.to_owned(),
+            program: Arc::new(program),
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates the condition with `variables` bound; an error names what went wrong (a
+    /// missing key, a non-boolean result).
+    pub fn evaluate(&self, variables: &BTreeMap<&'static str, Value>) -> Result<bool, String> {
+        let mut context = Context::default();
+        for (name, value) in variables {
+            context.add_variable_from_value(*name, value.clone());
+        }
+        match self.program.execute(&context) {
+            Ok(Value::Bool(result)) => Ok(result),
+            Ok(other) => Err(format!("'{}' gave {other:?}, not true or false", self.source)),
+            Err(error) => Err(format!("'{}' could not be evaluated: {error}", self.source)),
+        }
+    }
+}
+
+struct IdedExprRef<'a>(&'a IdedExpr);
+
+/// A chain of field selections and constant-string indexes on a variable, such as
+/// `outputs.review['course_correction']`: the variable and the keys, root first.
+fn access_path(expression: &IdedExpr) -> Option<(&str, Vec<&str>)> {
+    let mut keys = Vec::new();
+    let mut current = expression;
+    loop {
+        match &current.expr {
+            Expr::Ident(name) => {
+                keys.reverse();
+                return Some((name.as_str(), keys));
+            }
+            Expr::Select(select) if !select.test => {
+                keys.push(select.field.as_str());
+                current = &select.operand;
+            }
+            Expr::Call(call) if call.func_name == operators::INDEX && call.target.is_none() && call.args.len() == 2 => {
+                let Expr::Literal(LiteralValue::String(key)) = &call.args[1].expr else {
+                    return None;
+                };
+                keys.push(key.inner());
+                current = &call.args[0];
+            }
+            _ => return None,
+        }
+    }
+}
+
+fn check_names(
+    expression: &IdedExprRef<'_>,
+    vocabulary: &dyn Vocabulary,
+    scope: &mut Vec<String>,
+    problems: &mut Vec<String>,
+) {
+    let expression = expression.0;
+    if let Some((root, keys)) = access_path(expression) {
+        if scope.iter().any(|bound| bound == root) {
+            return;
+        }
+        check_access(root, &keys, vocabulary, problems);
+        return;
+    }
+    let mut visit = |child: &IdedExpr, scope: &mut Vec<String>| {
+        check_names(&IdedExprRef(child), vocabulary, scope, problems);
+    };
+    match &expression.expr {
+        Expr::Unspecified | Expr::Literal(_) | Expr::Ident(_) => {}
+        Expr::Select(select) => visit(&select.operand, scope),
+        Expr::Call(call) => {
+            if let Some(target) = &call.target {
+                visit(target, scope);
+            }
+            for argument in &call.args {
+                visit(argument, scope);
+            }
+        }
+        Expr::Comprehension(comprehension) => {
+            visit(&comprehension.iter_range, scope);
+            let depth = scope.len();
+            scope.push(comprehension.iter_var.clone());
+            if let Some(second) = &comprehension.iter_var2 {
+                scope.push(second.clone());
+            }
+            scope.push(comprehension.accu_var.clone());
+            for part in [
+                &comprehension.accu_init,
+                &comprehension.loop_cond,
+                &comprehension.loop_step,
+                &comprehension.result,
+            ] {
+                visit(part, scope);
+            }
+            scope.truncate(depth);
+        }
+        Expr::List(list) => {
+            for element in &list.elements {
+                visit(element, scope);
+            }
+        }
+        Expr::Map(map) => {
+            for entry in &map.entries {
+                if let EntryExpr::MapEntry(entry) = &entry.expr {
+                    visit(&entry.key, scope);
+                    visit(&entry.value, scope);
+                }
+            }
+        }
+        Expr::Struct(structure) => {
+            for entry in &structure.entries {
+                if let EntryExpr::StructField(field) = &entry.expr {
+                    visit(&field.value, scope);
+                }
+            }
+        }
+    }
+}
+
+fn check_access(root: &str, keys: &[&str], vocabulary: &dyn Vocabulary, problems: &mut Vec<String>) {
+    match (root, keys) {
+        ("tasks", [task, rest @ ..]) => {
+            if !vocabulary.has_task(task) {
+                problems.push(format!("unknown task '{task}'"));
+            } else if let Some(field) = rest.first()
+                && !TASK_FIELDS.contains(field)
+            {
+                problems.push(format!(
+                    "tasks.{task} has no field '{field}'; it has {}",
+                    TASK_FIELDS.join(", ")
+                ));
+            }
+        }
+        ("outputs", [task, rest @ ..]) => match (
+            vocabulary.has_output(task, rest.first().copied().unwrap_or("")),
+            rest.first(),
+        ) {
+            (None, _) => problems.push(format!("unknown task '{task}'")),
+            (Some(false), Some(output)) => {
+                problems.push(format!("task '{task}' has no output '{output}'"));
+            }
+            _ => {}
+        },
+        ("people", [role, ..]) if !vocabulary.has_role(role) => {
+            problems.push(format!("unknown role '{role}'"));
+        }
+        ("phase", [field, ..]) if !PHASE_FIELDS.contains(field) => {
+            problems.push(format!(
+                "phase has no field '{field}'; it has {}",
+                PHASE_FIELDS.join(", ")
+            ));
+        }
+        (variable, _) if !VARIABLES.contains(&variable) => {
+            problems.push(format!(
+                "unknown variable '{variable}'; conditions can use {}",
+                VARIABLES.join(", ")
+            ));
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixture;
+
+    impl Vocabulary for Fixture {
+        fn has_task(&self, key: &str) -> bool {
+            key == "review"
+        }
+        fn has_output(&self, task: &str, output: &str) -> Option<bool> {
+            (task == "review").then(|| output.is_empty() || output == "course_correction")
+        }
+        fn has_role(&self, key: &str) -> bool {
+            key == "stakeholder"
+        }
+    }
+
+    fn problems(source: &str) -> Vec<String> {
+        Condition::compile(source, &Fixture).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn accepts_known_names_and_comprehension_variables() {
+        for source in [
+            "outputs.review.course_correction == true",
+            "outputs['review']['course_correction']",
+            "tasks.review.done && phase.iteration < 3",
+            "goals.size() >= 1 && goals.all(g, g.status == 'achieved')",
+            "people.stakeholder >= 3",
+            "commitments.exists(c, c.status == 'open')",
+        ] {
+            assert_eq!(problems(source), Vec::<String>::new(), "{source}");
+        }
+    }
+
+    #[test]
+    fn reports_unknown_names() {
+        assert_eq!(problems("tasks.idp.done"), ["unknown task 'idp'"]);
+        assert_eq!(
+            problems("outputs.review.score > 3"),
+            ["task 'review' has no output 'score'"]
+        );
+        assert_eq!(
+            problems("goal.size() > 0"),
+            ["unknown variable 'goal'; conditions can use tasks, outputs, goals, commitments, people, phase"]
+        );
+        assert_eq!(problems("people.sponsor > 0"), ["unknown role 'sponsor'"]);
+        assert_eq!(
+            problems("tasks.review.finished"),
+            [
+                "tasks.review has no field 'finished'; it has status, done, total, open, completed, skipped, cancelled, overdue, occurrences"
+            ]
+        );
+    }
+
+    #[test]
+    fn reports_syntax_errors() {
+        let found = problems("tasks.review.done &&");
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].starts_with("'tasks.review.done &&' is not a valid CEL expression"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn evaluates_with_bound_variables() {
+        let condition = Condition::compile("phase.iteration < 3", &Fixture).unwrap();
+        let mut variables = BTreeMap::new();
+        variables.insert("phase", cel::to_value(serde_json::json!({"iteration": 2})).unwrap());
+        assert_eq!(condition.evaluate(&variables), Ok(true));
+        let condition = Condition::compile("phase.iteration", &Fixture).unwrap();
+        assert!(
+            condition
+                .evaluate(&variables)
+                .unwrap_err()
+                .contains("not true or false")
+        );
+    }
+}

@@ -1,0 +1,54 @@
+//! Reading a model document from YAML or JSON text.
+
+use crate::compile::{Problem, Problems};
+use crate::document::ProcessModel;
+
+/// Parses YAML or JSON (told apart by the first non-blank character) into a document.
+/// A syntax or shape error comes back as one problem with the path where it was found.
+pub fn parse(text: &str) -> Result<ProcessModel, Problems> {
+    let looks_like_json = text.trim_start().starts_with('{');
+    let result = if looks_like_json {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(&mut deserializer)
+            .map_err(|error| (error.path().to_string(), error.into_inner().to_string()))
+    } else {
+        serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(text))
+            .map_err(|error| (error.path().to_string(), error.into_inner().to_string()))
+    };
+    result.map_err(|(path, message)| {
+        let path = if path == "." { String::new() } else { path };
+        Problems(vec![Problem::new(path, message)])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_the_path_of_a_misspelt_field() {
+        let text = "apiVersion: coachflow.dev/v1\nkind: ProcessModel\nmetadata: {key: m, name: M}\nspec:\n  roles: [{key: coach}]\n  phases:\n    - key: one\n      name: One\n      tasks:\n        - {key: a, name: A, kind: meeting, asignee: coach}\n";
+        let problems = parse(text).unwrap_err().0;
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "spec.phases[0].tasks[0].asignee");
+        assert!(
+            problems[0].message.contains("unknown field `asignee`"),
+            "{}",
+            problems[0].message
+        );
+    }
+
+    #[test]
+    fn reads_json_too() {
+        let text = r#"{"apiVersion": "coachflow.dev/v1", "kind": "ProcessModel",
+            "metadata": {"key": "m", "name": "M"},
+            "spec": {"roles": [{"key": "coach"}], "phases": [{"key": "one", "name": "One", "tasks": [{"key": "a", "name": "A", "kind": "nap"}]}]}}"#;
+        let problems = parse(text).unwrap_err().0;
+        assert_eq!(problems[0].path, "spec.phases[0].tasks[0].kind");
+        assert!(
+            problems[0].message.contains("unknown variant `nap`"),
+            "{}",
+            problems[0].message
+        );
+    }
+}
