@@ -36,7 +36,8 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Every problem of a model that did not validate, in document order.
+/// Every problem of a model that did not validate: grouped by check (header, catalogues,
+/// task keys, tasks, dependency cycles, phases, the phase graph), each group in document order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the model has {} problem(s):\n{}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
 pub struct Problems(pub Vec<Problem>);
@@ -349,7 +350,7 @@ impl<'a> Checker<'a> {
                     self.report(
                         reminder_path,
                         format!(
-                            "reminder {reminder} before the due date would fall before the task opens (due is {due})"
+                            "reminder {reminder} before the due date would fall at or before the moment the task opens (due is {due}); make it shorter than due"
                         ),
                     );
                 }
@@ -421,10 +422,11 @@ impl<'a> Checker<'a> {
             if !is_valid_output_key(&output.key) {
                 self.report(
                     format!("{output_path}.key"),
-                    format!("'{}' is not a valid output key: lower-case letters, digits and underscores, starting with a letter", output.key),
+                    format!("'{}' is not a valid output key: lower-case letters, digits and underscores, starting with a letter, at most 63 characters", output.key),
                 );
             }
-            if let Some(first) = output_keys.insert(output.key.as_str(), position) {
+            let first = *output_keys.entry(output.key.as_str()).or_insert(position);
+            if first != position {
                 self.report(
                     format!("{output_path}.key"),
                     format!(
@@ -697,16 +699,43 @@ impl<'a> Checker<'a> {
                 .iter()
                 .any(|&member| successors[member].iter().any(|next| !members.contains(next)));
             if !leaves {
-                let mut names: Vec<&str> = members.iter().map(|&member| phases[member].key.as_str()).collect();
-                names.push(names[0]);
                 self.report(
                     format!("spec.phases[{}].next", members[0]),
                     format!(
                         "phases {} form a loop with no way out: give a transition in the loop a when, or add one that leaves it",
-                        names.join(" -> ")
+                        loop_description(phases, &successors, &members)
                     ),
                 );
             }
         }
+    }
+}
+
+/// The phases of a loop as they follow each other (`a -> c -> b -> a`) when it is a single
+/// cycle; otherwise, when the loop branches, the phases in document order (`a, b, c`).
+fn loop_description(phases: &[PhasePlan], successors: &[Vec<usize>], members: &[usize]) -> String {
+    let key = |index: usize| phases[index].key.as_str();
+    let single_successor = |member: usize| {
+        let mut next = successors[member].clone();
+        next.sort_unstable();
+        next.dedup();
+        match next.as_slice() {
+            [only] => Some(*only),
+            _ => None,
+        }
+    };
+    let mut chain = vec![members[0]];
+    let mut current = members[0];
+    while let Some(next) = single_successor(current) {
+        chain.push(next);
+        if next == members[0] || chain.len() > members.len() + 1 {
+            break;
+        }
+        current = next;
+    }
+    if chain.len() == members.len() + 1 && chain.last() == Some(&members[0]) {
+        chain.into_iter().map(key).collect::<Vec<_>>().join(" -> ")
+    } else {
+        members.iter().map(|&member| key(member)).collect::<Vec<_>>().join(", ")
     }
 }

@@ -109,7 +109,8 @@ fn access_path(expression: &IdedExpr) -> Option<(&str, Vec<&str>)> {
                 keys.reverse();
                 return Some((name.as_str(), keys));
             }
-            Expr::Select(select) if !select.test => {
+            // `has(outputs.review.score)` names the same things as `outputs.review.score`.
+            Expr::Select(select) => {
                 keys.push(select.field.as_str());
                 current = &select.operand;
             }

@@ -1,0 +1,24 @@
+//! The Coachflow engine: a pure state machine over a [`coachflow_model::Model`].
+//!
+//! [`decide`] turns a [`Command`] into the [`Event`]s it causes and the [`Effect`]s (timer
+//! changes) the store must perform with them; [`apply`] folds an event into an
+//! [`EngagementState`]. Neither does IO nor reads a clock: `now` is an argument, so tests
+//! move time by hand and the store replays history exactly.
+
+mod command;
+mod decide;
+mod error;
+mod event;
+mod gate;
+mod ids;
+mod state;
+
+pub use command::{Action, Actor, Command};
+pub use decide::{Decision, Effect, GateStatus, decide, gate_status};
+pub use error::{DomainError, FieldViolation};
+pub use event::{Event, EventKind, SCHEMA_VERSION};
+pub use ids::{is_valid_person_id, is_valid_record_id, series_id, task_instance_id};
+pub use state::{
+    Commitment, CommitmentStatus, CurrentPhase, EngagementState, EngagementStatus, Goal, GoalStatus, MilestoneRecord,
+    Series, SeriesStatus, TaskInstance, TaskStatus, Timer, TimerPurpose, apply,
+};
