@@ -153,6 +153,7 @@ impl<'a> Checker<'a> {
         let tasks = self.check_tasks(&locations);
         self.check_dependency_cycles(&locations);
         let phases = self.check_phases(&locations);
+        self.check_unbounded_repeats(&phases);
         self.check_phase_graph(&phases);
         Some((phases, tasks))
     }
@@ -396,17 +397,9 @@ impl<'a> Checker<'a> {
                 .as_ref()
                 .and_then(|text| self.duration(format!("{repeat_path}.until"), text));
             if task.for_each.is_some() {
-                self.report(repeat_path.clone(), "a task cannot both repeat and run for_each person; split it in two tasks");
-            }
-            let unbounded = repeat.count.is_none() && repeat.until.is_none();
-            if let Some(phase_index) = phase
-                && unbounded
-                && !task.optional
-                && self.document.spec.phases[phase_index].exit.as_ref().and_then(|exit| exit.when.as_ref()).is_none()
-            {
                 self.report(
-                    repeat_path,
-                    "a repeat without count or until never finishes, so the phase's default exit gate would never hold: add count or until, make the task optional, or give the phase an exit.when",
+                    repeat_path.clone(),
+                    "a task cannot both repeat and run for_each person; split it in two tasks",
                 );
             }
             Some(Schedule {
@@ -633,6 +626,37 @@ impl<'a> Checker<'a> {
             });
         }
         plans
+    }
+
+    /// A repeat without `count` or `until` never finishes, so a non-optional one holds up
+    /// the default gate, and any gate that reads `phase.tasks_done`, forever.
+    fn check_unbounded_repeats(&mut self, phases: &[PhasePlan]) {
+        let document = self.document;
+        for (index, (phase, plan)) in document.spec.phases.iter().zip(phases).enumerate() {
+            let when_written = phase.exit.as_ref().and_then(|exit| exit.when.as_ref()).is_some();
+            let reads_tasks_done = match &plan.exit_when {
+                None => !when_written, // a broken `when` is reported on its own
+                Some(condition) => condition.uses_tasks_done(),
+            };
+            if !reads_tasks_done {
+                continue;
+            }
+            for (position, task) in phase.tasks.iter().enumerate() {
+                let unbounded = task
+                    .repeat
+                    .as_ref()
+                    .is_some_and(|repeat| repeat.count.is_none() && repeat.until.is_none());
+                if task.optional || !unbounded {
+                    continue;
+                }
+                let message = if when_written {
+                    "a repeat without count or until never finishes, so phase.tasks_done in the phase's exit.when would never hold: add count or until, make the task optional, or leave phase.tasks_done out of exit.when"
+                } else {
+                    "a repeat without count or until never finishes, so the phase's default exit gate would never hold: add count or until, make the task optional, or give the phase an exit.when"
+                };
+                self.report(format!("{}.repeat", task_path(Some(index), position)), message);
+            }
+        }
     }
 
     fn condition(&mut self, path: String, source: &str) -> Option<Condition> {

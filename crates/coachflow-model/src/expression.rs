@@ -40,6 +40,7 @@ pub trait Vocabulary {
 pub struct Condition {
     source: String,
     program: Arc<Program>,
+    uses_tasks_done: bool,
 }
 
 impl fmt::Debug for Condition {
@@ -58,27 +59,34 @@ impl Condition {
                 errors.to_string().trim()
             )]
         })?;
+        let mut accesses = Vec::new();
+        collect_accesses(program.expression(), &mut Vec::new(), &mut accesses);
         let mut problems = Vec::new();
-        let mut scope = Vec::new();
-        check_names(
-            &IdedExprRef(program.expression()),
-            vocabulary,
-            &mut scope,
-            &mut problems,
-        );
+        for (root, keys) in &accesses {
+            check_access(root, keys, vocabulary, &mut problems);
+        }
         if !problems.is_empty() {
             problems.sort();
             problems.dedup();
             return Err(problems);
         }
+        let uses_tasks_done = accesses
+            .iter()
+            .any(|(root, keys)| *root == "phase" && keys.first() == Some(&"tasks_done"));
         Ok(Condition {
             source: source.to_owned(),
             program: Arc::new(program),
+            uses_tasks_done,
         })
     }
 
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Whether the condition reads `phase.tasks_done` (the default gate).
+    pub fn uses_tasks_done(&self) -> bool {
+        self.uses_tasks_done
     }
 
     /// Evaluates the condition with `variables` bound; an error names what went wrong (a
@@ -95,8 +103,6 @@ impl Condition {
         }
     }
 }
-
-struct IdedExprRef<'a>(&'a IdedExpr);
 
 /// A chain of field selections and constant-string indexes on a variable, such as
 /// `outputs.review['course_correction']`: the variable and the keys, root first.
@@ -126,22 +132,20 @@ fn access_path(expression: &IdedExpr) -> Option<(&str, Vec<&str>)> {
     }
 }
 
-fn check_names(
-    expression: &IdedExprRef<'_>,
-    vocabulary: &dyn Vocabulary,
+/// Every access to a free variable (not one a comprehension binds) in `expression`.
+fn collect_accesses<'e>(
+    expression: &'e IdedExpr,
     scope: &mut Vec<String>,
-    problems: &mut Vec<String>,
+    accesses: &mut Vec<(&'e str, Vec<&'e str>)>,
 ) {
-    let expression = expression.0;
     if let Some((root, keys)) = access_path(expression) {
-        if scope.iter().any(|bound| bound == root) {
-            return;
+        if !scope.iter().any(|bound| bound == root) {
+            accesses.push((root, keys));
         }
-        check_access(root, &keys, vocabulary, problems);
         return;
     }
-    let mut visit = |child: &IdedExpr, scope: &mut Vec<String>| {
-        check_names(&IdedExprRef(child), vocabulary, scope, problems);
+    let mut visit = |child: &'e IdedExpr, scope: &mut Vec<String>| {
+        collect_accesses(child, scope, accesses);
     };
     match &expression.expr {
         Expr::Unspecified | Expr::Literal(_) | Expr::Ident(_) => {}

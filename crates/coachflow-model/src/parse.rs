@@ -12,13 +12,26 @@ pub fn parse(text: &str) -> Result<ProcessModel, Problems> {
         serde_path_to_error::deserialize(&mut deserializer)
             .map_err(|error| (error.path().to_string(), error.into_inner().to_string()))
     } else {
-        serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(text))
-            .map_err(|error| (error.path().to_string(), error.into_inner().to_string()))
+        serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(text)).map_err(|error| {
+            let path = error.path().to_string();
+            let message = error.into_inner().to_string();
+            let message = strip_own_path(&path, &message).to_owned();
+            (path, message)
+        })
     };
     result.map_err(|(path, message)| {
         let path = if path == "." { String::new() } else { path };
         Problems(vec![Problem::new(path, message)])
     })
+}
+
+/// yaml_serde puts the path it was at in front of its message; the path is reported on its
+/// own already, so the message should not say it again.
+fn strip_own_path<'a>(path: &str, message: &'a str) -> &'a str {
+    match message.split_once(": ") {
+        Some((prefix, rest)) if !prefix.is_empty() && !prefix.contains(' ') && path.starts_with(prefix) => rest,
+        _ => message,
+    }
 }
 
 #[cfg(test)]
