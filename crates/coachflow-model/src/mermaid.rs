@@ -116,7 +116,11 @@ fn node_id(key: &str) -> String {
     key.replace('-', "_")
 }
 
-/// Text inside a quoted Mermaid label.
+/// Text inside a quoted Mermaid label: quotes and angle brackets (CEL's `<`) as entities,
+/// line breaks as `<br/>`.
 fn label(text: &str) -> String {
-    text.replace('"', "#quot;").replace('\n', "<br/>")
+    text.replace('"', "#quot;")
+        .replace('<', "#lt;")
+        .replace('>', "#gt;")
+        .replace('\n', "<br/>")
 }
