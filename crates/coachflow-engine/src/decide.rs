@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
-use coachflow_model::{IsoDuration, Model, OutputType, TaskId, parse_timezone};
+use coachflow_model::{IsoDuration, Model, TaskId, parse_timezone};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Action, Actor, Command};
@@ -18,6 +18,7 @@ use crate::error::{DomainError, Violations};
 use crate::event::{Event, EventKind, SCHEMA_VERSION};
 use crate::gate::{self, tally};
 use crate::ids::{PERSON_ID_RULE, RECORD_ID_RULE, is_valid_person_id, is_valid_record_id, series_id, task_instance_id};
+use crate::outputs::check_outputs;
 use crate::state::{
     CommitmentStatus, EngagementState, EngagementStatus, GoalStatus, SeriesStatus, TaskStatus, Timer, TimerPurpose,
 };
@@ -92,34 +93,14 @@ pub fn decide(
     command: &Command,
     now: DateTime<Utc>,
 ) -> Result<Decision, DomainError> {
-    let zone = parse_timezone(&state.timezone).unwrap_or(Tz::UTC);
-    let mut run = Run {
-        model,
-        state: state.clone(),
-        events: Vec::new(),
-        touched_timers: BTreeSet::new(),
-        actor: &command.actor,
-        now,
-        zone,
-        phase_changes: 0,
-    };
+    let mut run = Run::new(model, state, &command.actor, now);
     run.execute(&command.action)?;
     Ok(run.finish())
 }
 
 /// The exit gate of the engagement's current phase; `None` when it is in no phase.
 pub fn gate_status(model: &Model, state: &EngagementState) -> Option<GateStatus> {
-    let run = Run {
-        model,
-        state: state.clone(),
-        events: Vec::new(),
-        touched_timers: BTreeSet::new(),
-        actor: &Actor::System,
-        now: state.updated_at.unwrap_or_default(),
-        zone: Tz::UTC,
-        phase_changes: 0,
-    };
-    run.gate_status()
+    Run::new(model, state, &Actor::System, state.updated_at.unwrap_or_default()).gate_status()
 }
 
 struct Run<'a> {
@@ -133,7 +114,20 @@ struct Run<'a> {
     phase_changes: u32,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(model: &'a Model, state: &EngagementState, actor: &'a Actor, now: DateTime<Utc>) -> Run<'a> {
+        Run {
+            model,
+            state: state.clone(),
+            events: Vec::new(),
+            touched_timers: BTreeSet::new(),
+            actor,
+            now,
+            zone: parse_timezone(&state.timezone).unwrap_or(Tz::UTC),
+            phase_changes: 0,
+        }
+    }
+
     fn finish(self) -> Decision {
         let effects = self
             .touched_timers
@@ -1314,41 +1308,40 @@ impl Run<'_> {
             .all(|dependency| tally(&self.state, &self.model.task(*dependency).key, iteration).done())
     }
 
+    /// The task, if work of it in `iteration` of `phase` is under way and its dependencies
+    /// are done.
+    fn ready(&self, task: &str, phase: Option<&str>, iteration: u32) -> Option<TaskId> {
+        let task_id = self.model.task_id(task)?;
+        (self.live_iteration(phase) == Some(iteration) && self.dependencies_done(task_id, iteration)).then_some(task_id)
+    }
+
     /// Opens (or schedules) every waiting instance and starts every waiting series whose
     /// dependencies are done. Returns whether anything changed.
     fn start_ready_work(&mut self) -> bool {
-        let mut ready_instances = Vec::new();
-        for task in self
+        let ready_instances: Vec<(String, TaskId)> = self
             .state
             .tasks
             .values()
             .filter(|task| task.status == TaskStatus::Waiting)
-        {
-            let Some(task_id) = self.model.task_id(&task.task) else {
-                continue;
-            };
-            if self.live_iteration(task.phase.as_deref()) == Some(task.iteration)
-                && self.dependencies_done(task_id, task.iteration)
-            {
-                ready_instances.push((task.id.clone(), task_id));
-            }
-        }
-        let mut ready_series = Vec::new();
-        for series in self
+            .filter_map(|task| {
+                Some((
+                    task.id.clone(),
+                    self.ready(&task.task, task.phase.as_deref(), task.iteration)?,
+                ))
+            })
+            .collect();
+        let ready_series: Vec<(String, TaskId)> = self
             .state
             .series
             .values()
             .filter(|series| series.status == SeriesStatus::Waiting)
-        {
-            let Some(task_id) = self.model.task_id(&series.task) else {
-                continue;
-            };
-            if self.live_iteration(series.phase.as_deref()) == Some(series.iteration)
-                && self.dependencies_done(task_id, series.iteration)
-            {
-                ready_series.push((series.id.clone(), task_id));
-            }
-        }
+            .filter_map(|series| {
+                Some((
+                    series.id.clone(),
+                    self.ready(&series.task, series.phase.as_deref(), series.iteration)?,
+                ))
+            })
+            .collect();
         let changed = !ready_instances.is_empty() || !ready_series.is_empty();
         for (instance, task) in ready_instances {
             self.start_instance(&instance, task);
@@ -1422,110 +1415,5 @@ fn check_text(violations: &mut Violations, field: &str, text: Option<&str>, max_
         Some(text) if required && text.trim().is_empty() => violations.add(field, "must not be empty"),
         None if required => violations.add(field, "is required"),
         _ => {}
-    }
-}
-
-const MAX_STRING_OUTPUT_CHARS: usize = 1_024;
-const MAX_TEXT_OUTPUT_CHARS: usize = 65_536;
-
-/// Checks completion outputs against the task's declared outputs and returns them in their
-/// canonical form (integers as integers, dates as `YYYY-MM-DD`). Every violation is
-/// reported, each at `outputs.<key>`.
-fn check_outputs(
-    model: &Model,
-    task: TaskId,
-    outputs: &BTreeMap<String, serde_json::Value>,
-) -> Result<BTreeMap<String, serde_json::Value>, DomainError> {
-    use serde_json::Value;
-    let spec = model.task_spec(task);
-    let mut violations = Violations::default();
-    let mut accepted = BTreeMap::new();
-    for (key, value) in outputs {
-        let field = format!("outputs.{key}");
-        let Some(declared) = spec.outputs.iter().find(|output| &output.key == key) else {
-            let known: Vec<&str> = spec.outputs.iter().map(|output| output.key.as_str()).collect();
-            violations.add(
-                field,
-                if known.is_empty() {
-                    format!("task '{}' records no outputs", spec.key)
-                } else {
-                    format!("unknown output; task '{}' records {}", spec.key, known.join(", "))
-                },
-            );
-            continue;
-        };
-        if value.is_null() {
-            continue;
-        }
-        let checked = match (declared.output_type, value) {
-            (OutputType::String | OutputType::Text, Value::String(text)) => {
-                let limit = if declared.output_type == OutputType::String {
-                    MAX_STRING_OUTPUT_CHARS
-                } else {
-                    MAX_TEXT_OUTPUT_CHARS
-                };
-                if text.chars().count() > limit {
-                    Err(format!("must be at most {limit} characters"))
-                } else {
-                    Ok(value.clone())
-                }
-            }
-            (OutputType::Number, Value::Number(_)) => Ok(value.clone()),
-            (OutputType::Integer, Value::Number(number)) => match (number.as_i64(), number.as_f64()) {
-                (Some(_), _) => Ok(value.clone()),
-                // Numbers arriving as doubles (protobuf Struct) with no fraction are integers.
-                (None, Some(float)) if float.fract() == 0.0 && float.abs() < 9.0e15 =>
-                {
-                    #[allow(clippy::cast_possible_truncation)]
-                    Ok(Value::from(float as i64))
-                }
-                _ => Err(format!("must be a whole number, not {number}")),
-            },
-            (OutputType::Boolean, Value::Bool(_)) => Ok(value.clone()),
-            (OutputType::Date, Value::String(text)) => match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-                Ok(date) => Ok(Value::from(date.format("%Y-%m-%d").to_string())),
-                Err(_) => Err(format!("'{text}' is not a date in the form YYYY-MM-DD")),
-            },
-            (OutputType::Enum, Value::String(text)) if declared.values.contains(text) => Ok(value.clone()),
-            (OutputType::Enum, Value::String(text)) => {
-                Err(format!("'{text}' is not one of {}", declared.values.join(", ")))
-            }
-            (expected, _) => Err(format!("must be {}, not {}", type_phrase(expected), json_kind(value))),
-        };
-        match checked {
-            Ok(value) => {
-                accepted.insert(key.clone(), value);
-            }
-            Err(message) => violations.add(field, message),
-        }
-    }
-    for declared in spec.outputs.iter().filter(|output| output.required) {
-        if outputs.get(&declared.key).is_none_or(Value::is_null) {
-            violations.add(format!("outputs.{}", declared.key), "is required to complete this task");
-        }
-    }
-    violations.into_result()?;
-    Ok(accepted)
-}
-
-fn type_phrase(output_type: OutputType) -> &'static str {
-    match output_type {
-        OutputType::String | OutputType::Text => "a string",
-        OutputType::Number => "a number",
-        OutputType::Integer => "a whole number",
-        OutputType::Boolean => "true or false",
-        OutputType::Date => "a date (YYYY-MM-DD)",
-        OutputType::Enum => "one of the listed values",
-    }
-}
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "a list",
-        serde_json::Value::Object(_) => "an object",
     }
 }

@@ -11,6 +11,7 @@ mod error;
 mod event;
 mod gate;
 mod ids;
+mod outputs;
 mod state;
 
 pub use command::{Action, Actor, Command};
