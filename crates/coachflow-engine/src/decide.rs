@@ -64,12 +64,15 @@ impl GateStatus {
 
     fn explain(&self, phase: &str) -> String {
         let mut reasons = Vec::new();
-        match &self.condition {
-            None if !self.unfinished_tasks.is_empty() => {
-                reasons.push(format!("tasks not done: {}", self.unfinished_tasks.join(", ")));
-            }
-            Some(Ok(false)) => reasons.push("its exit condition is false".to_owned()),
-            Some(Err(error)) => reasons.push(format!("its exit condition failed: {error}")),
+        let unfinished = (!self.unfinished_tasks.is_empty())
+            .then(|| format!("tasks not done: {}", self.unfinished_tasks.join(", ")));
+        match (&self.condition, unfinished) {
+            (None, Some(unfinished)) => reasons.push(unfinished),
+            (Some(Ok(false)), unfinished) => reasons.push(match unfinished {
+                Some(unfinished) => format!("its exit condition is false ({unfinished})"),
+                None => "its exit condition is false".to_owned(),
+            }),
+            (Some(Err(error)), _) => reasons.push(format!("its exit condition failed: {error}")),
             _ => {}
         }
         if !self.missing_sign_offs.is_empty() {
@@ -824,7 +827,11 @@ impl<'a> Run<'a> {
     // ----- timers --------------------------------------------------------------------
 
     fn schedule_timer(&mut self, id: String, at: DateTime<Utc>, purpose: TimerPurpose) {
-        self.emit(EventKind::TimerScheduled { id, at, purpose });
+        self.emit(EventKind::TimerScheduled {
+            id,
+            fires_at: at,
+            purpose,
+        });
     }
 
     fn cancel_timer(&mut self, id: &str) {

@@ -161,7 +161,8 @@ pub enum EventKind {
     },
     TimerScheduled {
         id: String,
-        at: DateTime<Utc>,
+        /// When the timer fires (the envelope's `at` is when it was scheduled).
+        fires_at: DateTime<Utc>,
         purpose: TimerPurpose,
     },
     TimerCancelled {

@@ -82,7 +82,8 @@ pub(crate) fn check_outputs(
         }
     }
     for declared in spec.outputs.iter().filter(|output| output.required) {
-        if outputs.get(&declared.key).is_none_or(Value::is_null) {
+        let blank = |value: &Value| value.is_null() || value.as_str().is_some_and(|text| text.trim().is_empty());
+        if outputs.get(&declared.key).is_none_or(blank) {
             violations.add(format!("outputs.{}", declared.key), "is required to complete this task");
         }
     }

@@ -618,12 +618,12 @@ impl EngagementState {
                     commitment.follow_up_due = true;
                 }
             }
-            EventKind::TimerScheduled { id, at: due, purpose } => {
+            EventKind::TimerScheduled { id, fires_at, purpose } => {
                 self.timers.insert(
                     id.clone(),
                     Timer {
                         id: id.clone(),
-                        at: *due,
+                        at: *fires_at,
                         purpose: purpose.clone(),
                         deferred: false,
                     },

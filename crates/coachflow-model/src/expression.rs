@@ -35,6 +35,12 @@ pub trait Vocabulary {
     fn has_role(&self, key: &str) -> bool;
 }
 
+thread_local! {
+    /// The standard CEL functions, registered once per thread: building a context costs
+    /// more than evaluating a typical gate.
+    static ROOT_CONTEXT: Context<'static, 'static> = Context::default();
+}
+
 /// A compiled CEL condition. Cheap to clone; shared by every engagement of a model.
 #[derive(Clone)]
 pub struct Condition {
@@ -92,15 +98,17 @@ impl Condition {
     /// Evaluates the condition with `variables` bound; an error names what went wrong (a
     /// missing key, a non-boolean result).
     pub fn evaluate(&self, variables: &BTreeMap<&'static str, Value>) -> Result<bool, String> {
-        let mut context = Context::default();
-        for (name, value) in variables {
-            context.add_variable_from_value(*name, value.clone());
-        }
-        match self.program.execute(&context) {
-            Ok(Value::Bool(result)) => Ok(result),
-            Ok(other) => Err(format!("'{}' gave {other:?}, not true or false", self.source)),
-            Err(error) => Err(format!("'{}' could not be evaluated: {error}", self.source)),
-        }
+        ROOT_CONTEXT.with(|root| {
+            let mut context = root.new_inner_scope();
+            for (name, value) in variables {
+                context.add_variable_from_value(*name, value.clone());
+            }
+            match self.program.execute(&context) {
+                Ok(Value::Bool(result)) => Ok(result),
+                Ok(other) => Err(format!("'{}' gave {other:?}, not true or false", self.source)),
+                Err(error) => Err(format!("'{}' could not be evaluated: {error}", self.source)),
+            }
+        })
     }
 }
 
