@@ -159,38 +159,40 @@ impl IsoDuration {
     /// clock of `zone`. `None` if the result is out of range.
     pub fn after(&self, start: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
         let local = start.with_timezone(&zone).naive_local();
-        let total_months = self.years.checked_mul(12)?.checked_add(self.months)?;
-        let total_days = u64::from(self.weeks) * 7 + u64::from(self.days);
-        let moved = local
-            .checked_add_months(Months::new(total_months))?
-            .checked_add_days(Days::new(total_days))?;
+        let (months, days) = self.calendar_part()?;
+        let moved = local.checked_add_months(months)?.checked_add_days(days)?;
         let calendar_instant = if moved == local {
             start
         } else {
             resolve_local(zone, moved)?
         };
-        let exact = TimeDelta::try_hours(i64::from(self.hours))?
-            .checked_add(&TimeDelta::try_minutes(i64::from(self.minutes))?)?
-            .checked_add(&TimeDelta::try_seconds(i64::from(self.seconds))?)?;
-        calendar_instant.checked_add_signed(exact)
+        calendar_instant.checked_add_signed(self.exact_part()?)
     }
 
     /// The instant this duration before `end` (calendar units on the wall clock of `zone`).
     pub fn before(&self, end: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
-        let exact = TimeDelta::try_hours(i64::from(self.hours))?
-            .checked_add(&TimeDelta::try_minutes(i64::from(self.minutes))?)?
-            .checked_add(&TimeDelta::try_seconds(i64::from(self.seconds))?)?;
-        let end = end.checked_sub_signed(exact)?;
+        let end = end.checked_sub_signed(self.exact_part()?)?;
         let local = end.with_timezone(&zone).naive_local();
-        let total_months = self.years.checked_mul(12)?.checked_add(self.months)?;
-        let total_days = u64::from(self.weeks) * 7 + u64::from(self.days);
-        let moved = local
-            .checked_sub_months(Months::new(total_months))?
-            .checked_sub_days(Days::new(total_days))?;
+        let (months, days) = self.calendar_part()?;
+        let moved = local.checked_sub_months(months)?.checked_sub_days(days)?;
         if moved == local {
             return Some(end);
         }
         resolve_local(zone, moved)
+    }
+
+    /// Years, months, weeks and days as whole months and days of the calendar.
+    fn calendar_part(&self) -> Option<(Months, Days)> {
+        let months = self.years.checked_mul(12)?.checked_add(self.months)?;
+        let days = u64::from(self.weeks) * 7 + u64::from(self.days);
+        Some((Months::new(months), Days::new(days)))
+    }
+
+    /// Hours, minutes and seconds as exact elapsed time.
+    fn exact_part(&self) -> Option<TimeDelta> {
+        TimeDelta::try_hours(i64::from(self.hours))?
+            .checked_add(&TimeDelta::try_minutes(i64::from(self.minutes))?)?
+            .checked_add(&TimeDelta::try_seconds(i64::from(self.seconds))?)
     }
 
     /// A rough length in seconds, for ordering and sanity checks only (a month is 30 days).
