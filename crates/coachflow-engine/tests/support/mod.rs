@@ -29,6 +29,8 @@ pub struct Harness {
     pub state: EngagementState,
     pub now: DateTime<Utc>,
     pub history: Vec<Event>,
+    /// Every accepted command with the time it was decided at, for replaying elsewhere.
+    pub commands: Vec<(Command, DateTime<Utc>)>,
     /// The timers table as the store would hold it: built from effects only.
     pub timer_table: BTreeMap<String, DateTime<Utc>>,
     pub actor: Actor,
@@ -41,6 +43,7 @@ impl Harness {
             state: EngagementState::default(),
             now,
             history: Vec::new(),
+            commands: Vec::new(),
             timer_table: BTreeMap::new(),
             actor: Actor::Person("coach-1".into()),
         }
@@ -110,6 +113,7 @@ impl Harness {
         }
         self.state = decision.state;
         self.history.extend(decision.events.iter().cloned());
+        self.commands.push((command, self.now));
         Ok(decision.events)
     }
 
