@@ -1,0 +1,444 @@
+//! [`Store::commit`]: everything a decision changes, in one transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use coachflow_engine::{Effect, EngagementState, Event, EventKind};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryTrait,
+};
+
+use crate::connect::finish;
+use crate::convert::{count_to_i32, to_i32, to_i64};
+use crate::entity::{engagement, engagement_person, engagement_task, event, outbox, snapshot, timer};
+use crate::error::unique_violation_as;
+use crate::idempotency::{NewIdempotencyKey, insert_idempotency_key};
+use crate::outbox::NewOutboxEvent;
+use crate::{Store, StoreError};
+
+/// What one decision changes in an engagement.
+#[derive(Debug, Clone)]
+pub struct Commit<'a> {
+    pub tenant: &'a str,
+    pub engagement: &'a str,
+    /// The sequence the decision was made on (`LoadedEngagement::state.sequence`); 0
+    /// creates the engagement ([`StoreError::AlreadyExists`] if the id is taken).
+    pub expected_sequence: u64,
+    /// The decision's events, numbered `expected_sequence + 1` on without gaps.
+    pub events: &'a [Event],
+    /// The decision's timer effects.
+    pub effects: &'a [Effect],
+    /// The state after the events; `state.sequence` is the last event's.
+    pub state: &'a EngagementState,
+    /// The public events to publish, already mapped to CloudEvents.
+    pub outbox: &'a [NewOutboxEvent],
+    /// The response to store under the request id, with the change.
+    pub idempotency: Option<NewIdempotencyKey>,
+    pub now: DateTime<Utc>,
+}
+
+/// Rows per multi-row INSERT: well under the bind-parameter limits of both backends
+/// (SQLite 32766, PostgreSQL 65535) for the widest table.
+const ROWS_PER_INSERT: usize = 1000;
+
+impl Store {
+    /// Writes a decision in ONE transaction, in this order: the guard on the projection row
+    /// (the engagement's sequence must still be `expected_sequence`, else
+    /// [`StoreError::Conflict`]; on PostgreSQL a concurrent commit waits on the row lock and
+    /// then fails cleanly), the events, the people and open tasks when the events change
+    /// them, a snapshot when `snapshot_every` events accumulated, the outbox rows, the timer
+    /// effects and the idempotency key ([`StoreError::DuplicateRequest`] if the request id
+    /// was used). Any error rolls everything back.
+    pub async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
+        let rows = Rows::prepare(&commit)?;
+        let transaction = self.begin_write().await?;
+        let outcome = rows.write(&transaction, &commit, self.options.snapshot_every).await;
+        finish(transaction, outcome).await
+    }
+}
+
+/// Everything serialized and checked before the transaction starts, so it stays short.
+struct Rows {
+    projection: engagement::Model,
+    events: Vec<event::Model>,
+    people: Option<Vec<engagement_person::Model>>,
+    open_tasks: Option<Vec<engagement_task::Model>>,
+    snapshot_state: String,
+    outbox: Vec<outbox::ActiveModel>,
+    scheduled_timers: Vec<timer::Model>,
+    cancelled_timers: Vec<String>,
+}
+
+impl Rows {
+    fn prepare(commit: &Commit<'_>) -> Result<Rows, StoreError> {
+        let invalid = |problem: String| {
+            StoreError::Invalid(format!(
+                "commit to engagement {}/{}: {problem}",
+                commit.tenant, commit.engagement
+            ))
+        };
+        let state = commit.state;
+        if commit.expected_sequence == 0 && commit.events.is_empty() {
+            return Err(invalid("creating an engagement takes at least one event".into()));
+        }
+        for (offset, event) in commit.events.iter().enumerate() {
+            if event.sequence != commit.expected_sequence + 1 + offset as u64 {
+                return Err(invalid(format!(
+                    "event {offset} has sequence {} where {} was expected",
+                    event.sequence,
+                    commit.expected_sequence + 1 + offset as u64
+                )));
+            }
+        }
+        let new_sequence = commit.expected_sequence + commit.events.len() as u64;
+        if state.sequence != new_sequence {
+            return Err(invalid(format!(
+                "the state is at sequence {} but the events end at {new_sequence}",
+                state.sequence
+            )));
+        }
+
+        let tenant = commit.tenant.to_owned();
+        let engagement_id = commit.engagement.to_owned();
+        let encode = |what: &str, error: serde_json::Error| invalid(format!("cannot encode {what}: {error}"));
+
+        let open: Vec<_> = state.open_tasks().collect();
+        let projection = engagement::Model {
+            tenant: tenant.clone(),
+            id: engagement_id.clone(),
+            model_key: state.model_key.clone(),
+            model_version: to_i32(state.model_version, "model version")?,
+            status: state.status.as_str().to_owned(),
+            phase: state.phase.as_ref().map(|phase| phase.key.clone()),
+            phase_iteration: state
+                .phase
+                .as_ref()
+                .map(|phase| to_i32(phase.iteration, "phase iteration"))
+                .transpose()?,
+            sequence: to_i64(new_sequence, "sequence")?,
+            snapshot_sequence: 0,
+            open_tasks: count_to_i32(open.len()),
+            overdue_tasks: count_to_i32(open.iter().filter(|task| task.overdue).count()),
+            next_due_at: open.iter().filter_map(|task| task.due_at).min(),
+            created_at: state.started_at.unwrap_or(commit.now),
+            updated_at: commit.now,
+        };
+
+        let events = commit
+            .events
+            .iter()
+            .map(|event| {
+                Ok(event::Model {
+                    tenant: tenant.clone(),
+                    engagement: engagement_id.clone(),
+                    sequence: to_i64(event.sequence, "sequence")?,
+                    event_type: event.kind.type_name().to_owned(),
+                    at: event.at,
+                    payload: serde_json::to_string(event).map_err(|error| encode("an event", error))?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+
+        let people = commit
+            .events
+            .iter()
+            .any(|event| {
+                matches!(
+                    event.kind,
+                    EventKind::EngagementStarted { .. } | EventKind::ParticipantAdded { .. }
+                )
+            })
+            .then(|| {
+                let bound: BTreeSet<(&String, &String)> = state
+                    .people
+                    .iter()
+                    .flat_map(|(role, people)| people.iter().map(move |person| (role, person)))
+                    .collect();
+                bound
+                    .into_iter()
+                    .map(|(role, person)| engagement_person::Model {
+                        tenant: tenant.clone(),
+                        engagement: engagement_id.clone(),
+                        role: role.clone(),
+                        person: person.clone(),
+                    })
+                    .collect()
+            });
+
+        let open_tasks = commit
+            .events
+            .iter()
+            .any(|event| changes_open_tasks(&event.kind))
+            .then(|| {
+                open.iter()
+                    .map(|task| engagement_task::Model {
+                        tenant: tenant.clone(),
+                        engagement: engagement_id.clone(),
+                        task_id: task.id.clone(),
+                        task_key: task.task.clone(),
+                        phase: task.phase.clone(),
+                        assignee: task.assignee.clone(),
+                        due_at: task.due_at,
+                        due_soon: task.due_soon,
+                        overdue: task.overdue,
+                        opened_at: task.opened_at.unwrap_or(task.created_at),
+                    })
+                    .collect()
+            });
+
+        let outbox = commit
+            .outbox
+            .iter()
+            .map(|row| {
+                Ok(outbox::ActiveModel {
+                    position: ActiveValue::NotSet,
+                    tenant: ActiveValue::Set(tenant.clone()),
+                    engagement: ActiveValue::Set(engagement_id.clone()),
+                    sequence: ActiveValue::Set(to_i64(row.sequence, "sequence")?),
+                    event_id: ActiveValue::Set(row.event_id.clone()),
+                    event_type: ActiveValue::Set(row.event_type.clone()),
+                    routing_key: ActiveValue::Set(row.routing_key.clone()),
+                    subject: ActiveValue::Set(row.subject.clone()),
+                    time: ActiveValue::Set(row.time),
+                    data: ActiveValue::Set(row.data.clone()),
+                    created_at: ActiveValue::Set(commit.now),
+                    sent_at: ActiveValue::Set(None),
+                    claimed_by: ActiveValue::Set(None),
+                    claimed_until: ActiveValue::Set(None),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+
+        // The last effect on a timer wins.
+        let mut timers: BTreeMap<&str, Option<DateTime<Utc>>> = BTreeMap::new();
+        for effect in commit.effects {
+            match effect {
+                Effect::ScheduleTimer { id, at } => timers.insert(id, Some(*at)),
+                Effect::CancelTimer { id } => timers.insert(id, None),
+            };
+        }
+        let mut scheduled_timers = Vec::new();
+        let mut cancelled_timers = Vec::new();
+        for (id, fires_at) in timers {
+            match fires_at {
+                Some(fires_at) => scheduled_timers.push(timer::Model {
+                    tenant: tenant.clone(),
+                    engagement: engagement_id.clone(),
+                    timer_id: id.to_owned(),
+                    fires_at,
+                    claimed_by: None,
+                    claimed_until: None,
+                }),
+                None => cancelled_timers.push(id.to_owned()),
+            }
+        }
+
+        Ok(Rows {
+            projection,
+            events,
+            people,
+            open_tasks,
+            snapshot_state: serde_json::to_string(state).map_err(|error| encode("the state", error))?,
+            outbox,
+            scheduled_timers,
+            cancelled_timers,
+        })
+    }
+
+    async fn write(
+        self,
+        transaction: &DatabaseTransaction,
+        commit: &Commit<'_>,
+        snapshot_every: u64,
+    ) -> Result<(), StoreError> {
+        let creating = commit.expected_sequence == 0;
+        let new_sequence = self.projection.sequence;
+        let snapshot_due = if creating {
+            self.insert_projection(transaction, snapshot_every).await?
+        } else {
+            self.update_projection(transaction, commit.expected_sequence, snapshot_every)
+                .await?
+        };
+
+        for chunk in self.events.chunks(ROWS_PER_INSERT) {
+            event::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
+                .exec_without_returning(transaction)
+                .await
+                .map_err(|error| unique_violation_as(error, || StoreError::Conflict))?;
+        }
+
+        let (tenant, engagement_id) = (commit.tenant, commit.engagement);
+
+        if let Some(people) = self.people {
+            if !creating {
+                engagement_person::Entity::delete_many()
+                    .filter(engagement_person::Column::Tenant.eq(tenant))
+                    .filter(engagement_person::Column::Engagement.eq(engagement_id))
+                    .exec(transaction)
+                    .await?;
+            }
+            for chunk in people.chunks(ROWS_PER_INSERT) {
+                engagement_person::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
+                    .exec_without_returning(transaction)
+                    .await?;
+            }
+        }
+
+        if let Some(open_tasks) = self.open_tasks {
+            if !creating {
+                engagement_task::Entity::delete_many()
+                    .filter(engagement_task::Column::Tenant.eq(tenant))
+                    .filter(engagement_task::Column::Engagement.eq(engagement_id))
+                    .exec(transaction)
+                    .await?;
+            }
+            for chunk in open_tasks.chunks(ROWS_PER_INSERT) {
+                engagement_task::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
+                    .exec_without_returning(transaction)
+                    .await?;
+            }
+        }
+
+        if snapshot_due {
+            let row = snapshot::Model {
+                tenant: tenant.to_owned(),
+                engagement: engagement_id.to_owned(),
+                sequence: new_sequence,
+                state: self.snapshot_state,
+                created_at: commit.now,
+            };
+            snapshot::Entity::insert(row.into_active_model())
+                .on_conflict(
+                    OnConflict::columns([snapshot::Column::Tenant, snapshot::Column::Engagement])
+                        .update_columns([
+                            snapshot::Column::Sequence,
+                            snapshot::Column::State,
+                            snapshot::Column::CreatedAt,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(transaction)
+                .await?;
+        }
+
+        for chunk in self.outbox.chunks(ROWS_PER_INSERT) {
+            outbox::Entity::insert_many(chunk.iter().cloned())
+                .exec_without_returning(transaction)
+                .await?;
+        }
+
+        for chunk in self.scheduled_timers.chunks(ROWS_PER_INSERT) {
+            timer::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
+                .on_conflict(
+                    OnConflict::columns([timer::Column::Tenant, timer::Column::Engagement, timer::Column::TimerId])
+                        .update_columns([
+                            timer::Column::FiresAt,
+                            timer::Column::ClaimedBy,
+                            timer::Column::ClaimedUntil,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(transaction)
+                .await?;
+        }
+        for chunk in self.cancelled_timers.chunks(ROWS_PER_INSERT) {
+            timer::Entity::delete_many()
+                .filter(timer::Column::Tenant.eq(tenant))
+                .filter(timer::Column::Engagement.eq(engagement_id))
+                .filter(timer::Column::TimerId.is_in(chunk.iter().cloned()))
+                .exec(transaction)
+                .await?;
+        }
+
+        if let Some(key) = &commit.idempotency {
+            insert_idempotency_key(transaction, key)
+                .await
+                .map_err(|error| unique_violation_as(error, || StoreError::DuplicateRequest))?;
+        }
+        Ok(())
+    }
+
+    /// Creates the projection row; returns whether a snapshot is due.
+    async fn insert_projection(
+        &self,
+        transaction: &DatabaseTransaction,
+        snapshot_every: u64,
+    ) -> Result<bool, StoreError> {
+        let mut row = self.projection.clone();
+        let snapshot_due = row.sequence.unsigned_abs() >= snapshot_every;
+        if snapshot_due {
+            row.snapshot_sequence = row.sequence;
+        }
+        engagement::Entity::insert(row.into_active_model())
+            .exec_without_returning(transaction)
+            .await
+            .map_err(|error| {
+                unique_violation_as(error, || {
+                    StoreError::AlreadyExists(format!("engagement {}/{}", self.projection.tenant, self.projection.id))
+                })
+            })?;
+        Ok(snapshot_due)
+    }
+
+    /// The guard: updates the projection row only if it is still at `expected_sequence`,
+    /// moving `snapshot_sequence` up when a snapshot is due; returns whether one is.
+    async fn update_projection(
+        &self,
+        transaction: &DatabaseTransaction,
+        expected_sequence: u64,
+        snapshot_every: u64,
+    ) -> Result<bool, StoreError> {
+        let row = &self.projection;
+        let new_sequence = row.sequence;
+        let snapshot_every = to_i64(snapshot_every, "snapshot_every")?;
+        let mut update = engagement::Entity::update_many()
+            .col_expr(engagement::Column::ModelKey, Expr::value(row.model_key.clone()))
+            .col_expr(engagement::Column::ModelVersion, Expr::value(row.model_version))
+            .col_expr(engagement::Column::Status, Expr::value(row.status.clone()))
+            .col_expr(engagement::Column::Phase, Expr::value(row.phase.clone()))
+            .col_expr(engagement::Column::PhaseIteration, Expr::value(row.phase_iteration))
+            .col_expr(engagement::Column::Sequence, Expr::value(new_sequence))
+            .col_expr(
+                engagement::Column::SnapshotSequence,
+                Expr::case(
+                    Expr::value(new_sequence)
+                        .sub(Expr::col(engagement::Column::SnapshotSequence))
+                        .gte(snapshot_every),
+                    Expr::value(new_sequence),
+                )
+                .finally(Expr::col(engagement::Column::SnapshotSequence))
+                .into(),
+            )
+            .col_expr(engagement::Column::OpenTasks, Expr::value(row.open_tasks))
+            .col_expr(engagement::Column::OverdueTasks, Expr::value(row.overdue_tasks))
+            .col_expr(engagement::Column::NextDueAt, Expr::value(row.next_due_at))
+            .col_expr(engagement::Column::UpdatedAt, Expr::value(row.updated_at))
+            .filter(engagement::Column::Tenant.eq(&row.tenant))
+            .filter(engagement::Column::Id.eq(&row.id))
+            .filter(engagement::Column::Sequence.eq(to_i64(expected_sequence, "expected sequence")?))
+            .into_query();
+        update.returning_col(engagement::Column::SnapshotSequence);
+        let Some(updated) = transaction.query_one(&update).await? else {
+            return Err(StoreError::Conflict);
+        };
+        let snapshot_sequence: i64 = updated.try_get_by_index(0)?;
+        // With no events the sequence did not move: a snapshot at it exists already.
+        Ok(snapshot_sequence == new_sequence && new_sequence > to_i64(expected_sequence, "expected sequence")?)
+    }
+}
+
+/// Whether an event can change which tasks are open or what the open-task rows hold.
+fn changes_open_tasks(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::TaskOpened { .. }
+            | EventKind::TaskAssigned { .. }
+            | EventKind::TaskCompleted { .. }
+            | EventKind::TaskSkipped { .. }
+            | EventKind::TaskCancelled { .. }
+            | EventKind::TaskDueSoon { .. }
+            | EventKind::TaskOverdue { .. }
+    )
+}

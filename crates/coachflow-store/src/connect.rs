@@ -1,0 +1,233 @@
+//! Connecting, migrating and closing.
+
+use std::time::Duration;
+
+use coachflow_migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+};
+
+use crate::StoreError;
+
+/// Which database a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a connection URL names.
+    pub fn from_url(url: &str) -> Result<Backend, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::Invalid(format!(
+                "unsupported database URL (expected sqlite://<file>, sqlite::memory: or postgres://...): {}",
+                redact_url(url)
+            )))
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Size of the connection pool (an in-memory SQLite database always uses one).
+    pub max_connections: u32,
+    /// A snapshot of the state is written once this many events have been appended since the
+    /// last one, so loading replays at most this many events.
+    pub snapshot_every: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 10,
+            snapshot_every: 100,
+        }
+    }
+}
+
+/// The storage of one Coachflow deployment: a connection pool and the repositories over it.
+/// Cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) backend: Backend,
+    pub(crate) options: StoreOptions,
+}
+
+/// How long a SQLite writer waits for another to finish before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Key of the PostgreSQL advisory lock that serializes migrations of concurrent starts
+/// ("coachflo" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x636f_6163_6866_6c6f;
+
+impl Store {
+    /// Connects to `url`: `sqlite://path/to/file.db` (created if missing; WAL journal,
+    /// synchronous=FULL, foreign keys on, busy timeout 5 s), `sqlite::memory:`, or
+    /// `postgres://user:password@host:port/database`. Does not migrate.
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        let backend = Backend::from_url(url)?;
+        let mut connect = ConnectOptions::new(url);
+        connect
+            .max_connections(options.max_connections.max(1))
+            .sqlx_logging(false);
+        if backend == Backend::Sqlite {
+            if url.contains(":memory:") || url.contains("mode=memory") {
+                // Each connection would see its own empty database: keep exactly one, forever.
+                connect
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            }
+            connect.map_sqlx_sqlite_opts(|sqlite: SqliteConnectOptions| {
+                sqlite
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .foreign_keys(true)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            });
+        }
+        let db = Database::connect(connect).await?;
+        Ok(Store { db, backend, options })
+    }
+
+    /// Applies pending migrations; idempotent. On PostgreSQL a transaction-scoped advisory
+    /// lock makes replicas that start together migrate one after the other; on SQLite the
+    /// write transaction does the same.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let transaction = self.begin_write().await?;
+        let migrated = async {
+            if self.backend == Backend::Postgres {
+                transaction
+                    .query_one_raw(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        "SELECT pg_advisory_xact_lock($1)",
+                        [MIGRATION_LOCK_KEY.into()],
+                    ))
+                    .await?;
+            }
+            Migrator::up(&transaction, None).await
+        }
+        .await;
+        finish(transaction, migrated.map_err(StoreError::from)).await
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// The sea-orm connection, for what the repositories do not cover (tests, tools).
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        Ok(self.db.ping().await?)
+    }
+
+    pub async fn close(self) -> Result<(), StoreError> {
+        Ok(self.db.close().await?)
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so concurrent writers queue on the busy timeout instead of
+    /// failing when a read transaction cannot be upgraded.
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        match self.backend {
+            Backend::Sqlite => {
+                self.db
+                    .begin_with_options(TransactionOptions {
+                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                        ..TransactionOptions::default()
+                    })
+                    .await
+            }
+            Backend::Postgres => self.db.begin().await,
+        }
+    }
+
+    pub(crate) fn db_backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+}
+
+/// Commits `transaction` if `outcome` is Ok, rolls it back otherwise.
+pub(crate) async fn finish<T>(
+    transaction: DatabaseTransaction,
+    outcome: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match outcome {
+        Ok(value) => {
+            transaction.commit().await?;
+            Ok(value)
+        }
+        Err(error) => {
+            if let Err(rollback) = transaction.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The URL without its password, for messages.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let credentials = &rest[..at];
+            let user = credentials.split_once(':').map_or(credentials, |(user, _)| user);
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_by_url() {
+        assert_eq!(Backend::from_url("sqlite::memory:").unwrap(), Backend::Sqlite);
+        assert_eq!(
+            Backend::from_url("sqlite://data/coachflow.db").unwrap(),
+            Backend::Sqlite
+        );
+        assert_eq!(Backend::from_url("postgres://u:p@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::from_url("postgresql://h/db").unwrap(), Backend::Postgres);
+        let error = Backend::from_url("mysql://root:secret@h/db").unwrap_err().to_string();
+        assert!(error.contains("mysql://root:***@h/db"), "{error}");
+        assert!(!error.contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(redact_url("postgres://u:p@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
+    }
+}

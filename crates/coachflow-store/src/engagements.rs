@@ -1,0 +1,238 @@
+//! Loading engagements (latest snapshot + later events) and listing the projection.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use coachflow_engine::EngagementState;
+use sea_orm::sea_query::{Expr, Func, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement};
+
+use crate::convert::{to_u32, to_u64};
+use crate::entity::{engagement, engagement_person, event};
+use crate::history::decode_event;
+use crate::{Store, StoreError};
+
+/// An engagement as the engine sees it, ready for `decide`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedEngagement {
+    pub tenant: String,
+    pub id: String,
+    /// `state.sequence` is the `expected_sequence` of the next commit.
+    pub state: EngagementState,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which engagements to list; every field that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngagementFilter {
+    pub model_key: Option<String>,
+    /// `active`, `suspended`, `completed` or `cancelled`.
+    pub status: Option<String>,
+    /// The current phase's key.
+    pub phase: Option<String>,
+    /// Bound to any role.
+    pub person: Option<String>,
+    /// Only engagements with an open overdue task.
+    pub overdue_only: bool,
+}
+
+/// One row of the projection, with the people bound to the engagement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngagementSummary {
+    pub tenant: String,
+    pub id: String,
+    pub model_key: String,
+    pub model_version: u32,
+    pub status: String,
+    pub phase: Option<String>,
+    pub phase_iteration: Option<u32>,
+    /// The last event's sequence number (the etag).
+    pub sequence: u64,
+    pub open_tasks: u32,
+    pub overdue_tasks: u32,
+    /// Earliest due time of an open task.
+    pub next_due_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// (role, person), ordered by role, then person.
+    pub people: Vec<(String, String)>,
+}
+
+impl EngagementSummary {
+    fn from_row(row: engagement::Model, people: Vec<(String, String)>) -> Result<EngagementSummary, StoreError> {
+        Ok(EngagementSummary {
+            model_version: to_u32(row.model_version, "model version")?,
+            phase_iteration: row
+                .phase_iteration
+                .map(|iteration| to_u32(iteration, "phase iteration"))
+                .transpose()?,
+            sequence: to_u64(row.sequence, "sequence")?,
+            open_tasks: to_u32(row.open_tasks, "open tasks")?,
+            overdue_tasks: to_u32(row.overdue_tasks, "overdue tasks")?,
+            tenant: row.tenant,
+            id: row.id,
+            model_key: row.model_key,
+            status: row.status,
+            phase: row.phase,
+            next_due_at: row.next_due_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            people,
+        })
+    }
+}
+
+impl Store {
+    /// The engagement's state: the latest snapshot plus the events after it, replayed with
+    /// `coachflow_engine::apply`. `None` if it does not exist.
+    pub async fn load_engagement(&self, tenant: &str, id: &str) -> Result<Option<LoadedEngagement>, StoreError> {
+        let head = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                self.db_backend(),
+                "SELECT e.created_at, s.sequence AS snapshot_sequence, s.state AS snapshot_state \
+                 FROM engagements e \
+                 LEFT JOIN snapshots s ON s.tenant = e.tenant AND s.engagement = e.id \
+                 WHERE e.tenant = $1 AND e.id = $2",
+                [tenant.into(), id.into()],
+            ))
+            .await?;
+        let Some(head) = head else {
+            return Ok(None);
+        };
+        let created_at: DateTime<Utc> = head.try_get("", "created_at")?;
+        let snapshot_sequence: Option<i64> = head.try_get("", "snapshot_sequence")?;
+        let snapshot_state: Option<String> = head.try_get("", "snapshot_state")?;
+        let mut state = match (snapshot_sequence, snapshot_state) {
+            (Some(sequence), Some(json)) => {
+                let state: EngagementState = serde_json::from_str(&json).map_err(|error| {
+                    StoreError::Corrupt(format!("snapshot {sequence} of engagement {tenant}/{id}: {error}"))
+                })?;
+                if i64::try_from(state.sequence).ok() != Some(sequence) {
+                    return Err(StoreError::Corrupt(format!(
+                        "snapshot {sequence} of engagement {tenant}/{id} holds the state at {}",
+                        state.sequence
+                    )));
+                }
+                state
+            }
+            _ => EngagementState::default(),
+        };
+        let after = i64::try_from(state.sequence).unwrap_or(i64::MAX);
+        let rows = event::Entity::find()
+            .filter(event::Column::Tenant.eq(tenant))
+            .filter(event::Column::Engagement.eq(id))
+            .filter(event::Column::Sequence.gt(after))
+            .order_by_asc(event::Column::Sequence)
+            .all(&self.db)
+            .await?;
+        for row in &rows {
+            let event = decode_event(tenant, id, row)?;
+            if event.sequence != state.sequence + 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "engagement {tenant}/{id}: event {} follows {} (a gap in the log)",
+                    event.sequence, state.sequence
+                )));
+            }
+            state.apply(&event);
+        }
+        Ok(Some(LoadedEngagement {
+            tenant: tenant.to_owned(),
+            id: id.to_owned(),
+            state,
+            created_at,
+        }))
+    }
+
+    /// The tenant's engagements matching `filter`, ordered by id, after `after_id`.
+    pub async fn list_engagements(
+        &self,
+        tenant: &str,
+        filter: &EngagementFilter,
+        after_id: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<EngagementSummary>, StoreError> {
+        let mut query = engagement::Entity::find().filter(engagement::Column::Tenant.eq(tenant));
+        if let Some(model_key) = &filter.model_key {
+            query = query.filter(engagement::Column::ModelKey.eq(model_key));
+        }
+        if let Some(status) = &filter.status {
+            query = query.filter(engagement::Column::Status.eq(status));
+        }
+        if let Some(phase) = &filter.phase {
+            query = query.filter(engagement::Column::Phase.eq(phase));
+        }
+        if let Some(person) = &filter.person {
+            query = query.filter(
+                engagement::Column::Id.in_subquery(
+                    Query::select()
+                        .column(engagement_person::Column::Engagement)
+                        .from(engagement_person::Entity)
+                        .and_where(engagement_person::Column::Tenant.eq(tenant))
+                        .and_where(engagement_person::Column::Person.eq(person))
+                        .to_owned(),
+                ),
+            );
+        }
+        if filter.overdue_only {
+            query = query.filter(engagement::Column::OverdueTasks.gt(0));
+        }
+        if let Some(after_id) = after_id {
+            query = query.filter(engagement::Column::Id.gt(after_id));
+        }
+        let rows = query
+            .order_by_asc(engagement::Column::Id)
+            .limit(crate::convert::limit(limit))
+            .all(&self.db)
+            .await?;
+        let mut people = self.people_of(tenant, rows.iter().map(|row| row.id.clone())).await?;
+        rows.into_iter()
+            .map(|row| {
+                let people = people.remove(&row.id).unwrap_or_default();
+                EngagementSummary::from_row(row, people)
+            })
+            .collect()
+    }
+
+    /// Engagements per status, over all tenants, ordered by status.
+    pub async fn count_engagements_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let counts: Vec<(String, i64)> = engagement::Entity::find()
+            .select_only()
+            .column(engagement::Column::Status)
+            .expr(Func::count(Expr::col(engagement::Column::Id)))
+            .group_by(engagement::Column::Status)
+            .order_by_asc(engagement::Column::Status)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        counts
+            .into_iter()
+            .map(|(status, count)| Ok((status, to_u64(count, "count")?)))
+            .collect()
+    }
+
+    /// (role, person) of each engagement, in one query.
+    async fn people_of(
+        &self,
+        tenant: &str,
+        engagements: impl Iterator<Item = String>,
+    ) -> Result<BTreeMap<String, Vec<(String, String)>>, StoreError> {
+        let engagements: Vec<String> = engagements.collect();
+        let mut people: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        if engagements.is_empty() {
+            return Ok(people);
+        }
+        let rows = engagement_person::Entity::find()
+            .filter(engagement_person::Column::Tenant.eq(tenant))
+            .filter(engagement_person::Column::Engagement.is_in(engagements))
+            .order_by_asc(engagement_person::Column::Engagement)
+            .order_by_asc(engagement_person::Column::Role)
+            .order_by_asc(engagement_person::Column::Person)
+            .all(&self.db)
+            .await?;
+        for row in rows {
+            people.entry(row.engagement).or_default().push((row.role, row.person));
+        }
+        Ok(people)
+    }
+}

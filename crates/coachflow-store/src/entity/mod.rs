@@ -1,0 +1,11 @@
+//! sea-orm entities, one per table; the schema itself is defined by `coachflow-migration`.
+
+pub mod engagement;
+pub mod engagement_person;
+pub mod engagement_task;
+pub mod event;
+pub mod idempotency_key;
+pub mod model_version;
+pub mod outbox;
+pub mod snapshot;
+pub mod timer;

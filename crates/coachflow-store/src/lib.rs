@@ -1,0 +1,32 @@
+//! Coachflow's storage: the event log with snapshots, the query projection (engagements,
+//! their people and open tasks), published models, the outbox, timers and idempotency
+//! keys, on SQLite (embedded) or PostgreSQL through sea-orm.
+//!
+//! [`Store::commit`] is the only way engagement data is written: events, projection,
+//! outbox rows, timer changes and the idempotency key go in one transaction, guarded by the
+//! engagement's sequence number (optimistic concurrency).
+
+mod commit;
+mod connect;
+mod convert;
+mod engagements;
+pub mod entity;
+mod error;
+mod history;
+mod idempotency;
+mod models;
+mod outbox;
+mod tasks;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod timers;
+
+pub use commit::Commit;
+pub use connect::{Backend, Store, StoreOptions};
+pub use engagements::{EngagementFilter, EngagementSummary, LoadedEngagement};
+pub use error::StoreError;
+pub use idempotency::{NewIdempotencyKey, StoredIdempotencyKey};
+pub use models::{NewModelVersion, StoredModel};
+pub use outbox::{NewOutboxEvent, OutboxRow};
+pub use tasks::{OpenTaskCounts, TaskCursor, TaskFilter, TaskQueue, TaskRow};
+pub use timers::DueTimer;

@@ -1,0 +1,99 @@
+use coachflow_store::OutboxRow;
+
+use crate::support::{TestDb, act, complete, days, four_stage, outbox_for, people, start, t0};
+
+fn ids(rows: &[OutboxRow]) -> Vec<String> {
+    rows.iter().map(|row| row.event_id.clone()).collect()
+}
+
+pub async fn outbox_rows_read_in_position_order(db: TestDb) {
+    let store = &db.store;
+    let model = four_stage();
+    let first = start(store, model, "acme", "eng-1", people("client-1", "coach-1"), t0()).await;
+    let second = start(store, model, "acme", "eng-2", people("client-2", "coach-1"), t0()).await;
+    let completed = act(
+        store,
+        model,
+        "acme",
+        "eng-1",
+        complete("kickoff-meeting"),
+        t0() + days(1),
+    )
+    .await
+    .unwrap();
+    let other = start(store, model, "globex", "eng-1", people("client-1", "coach-1"), t0()).await;
+
+    let first_rows = outbox_for("acme", "eng-1", &first.events);
+    let second_rows = outbox_for("acme", "eng-2", &second.events);
+    let completed_rows = outbox_for("acme", "eng-1", &completed.events);
+    assert!(!first_rows.is_empty() && !completed_rows.is_empty());
+
+    let all = store.read_outbox("acme", 0, None, 1000).await.unwrap();
+    let expected: Vec<_> = first_rows
+        .iter()
+        .chain(&second_rows)
+        .chain(&completed_rows)
+        .map(|row| row.event_id.clone())
+        .collect();
+    assert_eq!(ids(&all), expected);
+    assert!(all.windows(2).all(|pair| pair[0].position < pair[1].position));
+    // Rows keep what was written.
+    let written = &completed_rows[0];
+    let read = all.iter().find(|row| row.event_id == written.event_id).unwrap();
+    assert_eq!(
+        (
+            read.tenant.as_str(),
+            read.engagement.as_str(),
+            read.sequence,
+            &read.event_type,
+            &read.routing_key,
+            &read.subject,
+            read.time,
+            &read.data
+        ),
+        (
+            "acme",
+            "eng-1",
+            written.sequence,
+            &written.event_type,
+            &written.routing_key,
+            &written.subject,
+            written.time,
+            &written.data
+        )
+    );
+
+    let of_first = store.read_outbox("acme", 0, Some("eng-1"), 1000).await.unwrap();
+    let expected_first: Vec<_> = first_rows
+        .iter()
+        .chain(&completed_rows)
+        .map(|row| row.event_id.clone())
+        .collect();
+    assert_eq!(ids(&of_first), expected_first);
+
+    let page = store.read_outbox("acme", all[2].position, None, 2).await.unwrap();
+    assert_eq!(page, all[3..5]);
+    assert!(
+        store
+            .read_outbox("acme", all.last().unwrap().position, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.max_outbox_position("acme").await.unwrap(),
+        all.last().unwrap().position
+    );
+
+    let globex = store.read_outbox("globex", 0, None, 1000).await.unwrap();
+    assert_eq!(ids(&globex), ids_of(&outbox_for("globex", "eng-1", &other.events)));
+    assert_eq!(
+        store.max_outbox_position("globex").await.unwrap(),
+        globex.last().unwrap().position
+    );
+    assert_eq!(store.max_outbox_position("initech").await.unwrap(), 0);
+}
+
+fn ids_of(rows: &[coachflow_store::NewOutboxEvent]) -> Vec<String> {
+    rows.iter().map(|row| row.event_id.clone()).collect()
+}
