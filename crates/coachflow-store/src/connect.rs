@@ -1,5 +1,6 @@
 //! Connecting, migrating and closing.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use coachflow_migration::{Migrator, MigratorTrait};
@@ -86,6 +87,9 @@ impl Store {
             .max_connections(options.max_connections.max(1))
             .sqlx_logging(false);
         if backend == Backend::Sqlite {
+            if let Some(path) = sqlite_file(url) {
+                create_parent_directory(&path)?;
+            }
             if url.contains(":memory:") || url.contains("mode=memory") {
                 // Each connection would see its own empty database: keep exactly one, forever.
                 connect
@@ -110,6 +114,7 @@ impl Store {
     /// Applies pending migrations; idempotent. On PostgreSQL a transaction-scoped advisory
     /// lock makes replicas that start together migrate one after the other; on SQLite the
     /// write transaction does the same.
+    #[tracing::instrument(level = "info", skip(self), fields(backend = self.backend.as_str()))]
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let transaction = self.begin_write().await?;
         let migrated = async {
@@ -190,6 +195,22 @@ pub(crate) async fn finish<T>(
     }
 }
 
+/// The database file a SQLite URL names; `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split_once('?').map_or(rest, |(path, _)| path);
+    (!path.is_empty() && path != ":memory:" && !url.contains("mode=memory")).then(|| PathBuf::from(path))
+}
+
+/// SQLite creates a missing file but not its directory.
+fn create_parent_directory(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() && !parent.exists() => std::fs::create_dir_all(parent)
+            .map_err(|error| StoreError::Invalid(format!("cannot create directory {}: {error}", parent.display()))),
+        _ => Ok(()),
+    }
+}
+
 /// The URL without its password, for messages.
 pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -222,6 +243,21 @@ mod tests {
         let error = Backend::from_url("mysql://root:secret@h/db").unwrap_err().to_string();
         assert!(error.contains("mysql://root:***@h/db"), "{error}");
         assert!(!error.contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn sqlite_files_by_url() {
+        assert_eq!(
+            sqlite_file("sqlite://data/coachflow.db"),
+            Some(PathBuf::from("data/coachflow.db"))
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/cf.db?mode=rwc"),
+            Some(PathBuf::from("/var/lib/cf.db"))
+        );
+        assert_eq!(sqlite_file("sqlite:cf.db"), Some(PathBuf::from("cf.db")));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://shared?mode=memory"), None);
     }
 
     #[test]

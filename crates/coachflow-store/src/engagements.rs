@@ -85,6 +85,7 @@ impl EngagementSummary {
 impl Store {
     /// The engagement's state: the latest snapshot plus the events after it, replayed with
     /// `coachflow_engine::apply`. `None` if it does not exist.
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn load_engagement(&self, tenant: &str, id: &str) -> Result<Option<LoadedEngagement>, StoreError> {
         let head = self
             .db

@@ -72,6 +72,7 @@ impl Store {
     /// transaction; retries when a concurrent publish took that number. Stores
     /// `idempotency` in the same transaction ([`StoreError::DuplicateRequest`] if that
     /// (tenant, request id) exists: nothing is published then).
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %model.tenant, model_key = %model.key))]
     pub async fn publish_model(
         &self,
         model: NewModelVersion,

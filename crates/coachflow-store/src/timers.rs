@@ -26,6 +26,7 @@ impl Store {
     /// and returns them ordered by `fires_at`. One statement; on PostgreSQL the candidates
     /// are locked with `FOR UPDATE SKIP LOCKED`, so concurrent runners claim disjoint sets
     /// (SQLite serializes writers).
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn claim_due_timers(
         &self,
         owner: &str,

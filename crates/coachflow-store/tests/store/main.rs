@@ -62,6 +62,7 @@ suite! {
     listing::task_queues_order_and_page,
     listing::gauges_count_engagements_and_tasks,
     outbox::outbox_rows_read_in_position_order,
+    outbox::a_watcher_following_positions_misses_nothing,
 }
 
 /// The embedded default: an in-memory SQLite database works like a file.
@@ -99,4 +100,18 @@ async fn postgres_first_migrations_race_safely() {
     let (url, guard) = coachflow_store::testing::fresh_postgres_url().await;
     schema::first_migrations_race_safely(&url).await;
     guard.cleanup().await;
+}
+
+/// `coachflow serve`'s default: a file whose directory does not exist yet.
+#[tokio::test]
+async fn sqlite_file_and_its_directory_are_created() {
+    use coachflow_store::{Store, StoreOptions};
+    let guard = coachflow_store::testing::TempDirGuard::new();
+    let file = guard.path().join("data").join("nested").join("coachflow.db");
+    let store = Store::connect(&format!("sqlite://{}", file.display()), StoreOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    assert!(file.is_file());
+    store.close().await.unwrap();
 }

@@ -1,3 +1,6 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use coachflow_store::OutboxRow;
 
 use crate::support::{TestDb, act, complete, days, four_stage, outbox_for, people, start, t0};
@@ -96,4 +99,63 @@ pub async fn outbox_rows_read_in_position_order(db: TestDb) {
 
 fn ids_of(rows: &[coachflow_store::NewOutboxEvent]) -> Vec<String> {
     rows.iter().map(|row| row.event_id.clone()).collect()
+}
+
+/// A watcher that follows the outbox by position sees every row, even while commits on
+/// many engagements race (rows become visible in position order).
+pub async fn a_watcher_following_positions_misses_nothing(db: TestDb) {
+    let model = four_stage();
+    let writers: Vec<_> = (0..8)
+        .map(|n| {
+            let store = db.store.clone();
+            tokio::spawn(async move {
+                let id = format!("eng-{n}");
+                start(&store, model, "acme", &id, people("client-1", "coach-1"), t0()).await;
+                for goal in 0..4 {
+                    crate::support::act(&store, model, "acme", &id, goal_set(goal), t0() + days(1))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let writers_done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let store = db.store.clone();
+        let writers_done = writers_done.clone();
+        tokio::spawn(async move {
+            let mut seen: Vec<OutboxRow> = Vec::new();
+            loop {
+                // Once the writers are done, an empty read means everything was seen.
+                let finished = writers_done.load(Ordering::SeqCst);
+                let after = seen.last().map_or(0, |row| row.position);
+                let page = store.read_outbox("acme", after, None, 1000).await.unwrap();
+                if page.is_empty() {
+                    if finished {
+                        return seen;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                seen.extend(page);
+            }
+        })
+    };
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    writers_done.store(true, Ordering::SeqCst);
+    let seen = watcher.await.unwrap();
+    let all = db.store.read_outbox("acme", 0, None, 10_000).await.unwrap();
+    assert!(all.len() >= 8 * 5, "every start and goal has a public event");
+    assert_eq!(ids(&seen), ids(&all), "the watcher missed rows");
+}
+
+fn goal_set(n: u32) -> coachflow_engine::Action {
+    coachflow_engine::Action::RecordGoal {
+        goal: format!("goal-{n}"),
+        title: "Delegate more".into(),
+        measure: None,
+        target: None,
+        due: None,
+    }
 }
