@@ -78,7 +78,6 @@ struct Rows {
     events: Vec<event::Model>,
     people: Option<Vec<engagement_person::Model>>,
     open_tasks: Option<Vec<engagement_task::Model>>,
-    snapshot_state: String,
     outbox: Vec<outbox::ActiveModel>,
     scheduled_timers: Vec<timer::Model>,
     cancelled_timers: Vec<String>,
@@ -86,175 +85,24 @@ struct Rows {
 
 impl Rows {
     fn prepare(commit: &Commit<'_>) -> Result<Rows, StoreError> {
-        let invalid = |problem: String| {
-            StoreError::Invalid(format!(
-                "commit to engagement {}/{}: {problem}",
-                commit.tenant, commit.engagement
-            ))
-        };
+        let new_sequence = check_sequences(commit)?;
+        let (tenant, engagement_id) = (commit.tenant, commit.engagement);
         let state = commit.state;
-        if commit.expected_sequence == 0 && commit.events.is_empty() {
-            return Err(invalid("creating an engagement takes at least one event".into()));
-        }
-        for (offset, event) in commit.events.iter().enumerate() {
-            if event.sequence != commit.expected_sequence + 1 + offset as u64 {
-                return Err(invalid(format!(
-                    "event {offset} has sequence {} where {} was expected",
-                    event.sequence,
-                    commit.expected_sequence + 1 + offset as u64
-                )));
-            }
-        }
-        let new_sequence = commit.expected_sequence + commit.events.len() as u64;
-        if state.sequence != new_sequence {
-            return Err(invalid(format!(
-                "the state is at sequence {} but the events end at {new_sequence}",
-                state.sequence
-            )));
-        }
-
-        let tenant = commit.tenant.to_owned();
-        let engagement_id = commit.engagement.to_owned();
-        let encode = |what: &str, error: serde_json::Error| invalid(format!("cannot encode {what}: {error}"));
-
-        let open: Vec<_> = state.open_tasks().collect();
-        let projection = engagement::Model {
-            tenant: tenant.clone(),
-            id: engagement_id.clone(),
-            model_key: state.model_key.clone(),
-            model_version: to_i32(state.model_version, "model version")?,
-            status: state.status.as_str().to_owned(),
-            phase: state.phase.as_ref().map(|phase| phase.key.clone()),
-            phase_iteration: state
-                .phase
-                .as_ref()
-                .map(|phase| to_i32(phase.iteration, "phase iteration"))
-                .transpose()?,
-            sequence: to_i64(new_sequence, "sequence")?,
-            snapshot_sequence: 0,
-            open_tasks: count_to_i32(open.len()),
-            overdue_tasks: count_to_i32(open.iter().filter(|task| task.overdue).count()),
-            next_due_at: open.iter().filter_map(|task| task.due_at).min(),
-            created_at: state.started_at.unwrap_or(commit.now),
-            updated_at: commit.now,
-        };
-
-        let events = commit
-            .events
-            .iter()
-            .map(|event| {
-                Ok(event::Model {
-                    tenant: tenant.clone(),
-                    engagement: engagement_id.clone(),
-                    sequence: to_i64(event.sequence, "sequence")?,
-                    event_type: event.kind.type_name().to_owned(),
-                    at: event.at,
-                    payload: serde_json::to_string(event).map_err(|error| encode("an event", error))?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-
-        let people = commit
-            .events
-            .iter()
-            .any(|event| {
-                matches!(
-                    event.kind,
-                    EventKind::EngagementStarted { .. } | EventKind::ParticipantAdded { .. }
-                )
-            })
-            .then(|| {
-                let bound: BTreeSet<(&String, &String)> = state
-                    .people
-                    .iter()
-                    .flat_map(|(role, people)| people.iter().map(move |person| (role, person)))
-                    .collect();
-                bound
-                    .into_iter()
-                    .map(|(role, person)| engagement_person::Model {
-                        tenant: tenant.clone(),
-                        engagement: engagement_id.clone(),
-                        role: role.clone(),
-                        person: person.clone(),
-                    })
-                    .collect()
-            });
-
-        let open_tasks = commit
-            .events
-            .iter()
-            .any(|event| changes_open_tasks(&event.kind))
-            .then(|| {
-                open.iter()
-                    .map(|task| engagement_task::Model {
-                        tenant: tenant.clone(),
-                        engagement: engagement_id.clone(),
-                        task_id: task.id.clone(),
-                        task_key: task.task.clone(),
-                        phase: task.phase.clone(),
-                        assignee: task.assignee.clone(),
-                        due_at: task.due_at,
-                        due_soon: task.due_soon,
-                        overdue: task.overdue,
-                        opened_at: task.opened_at.unwrap_or(task.created_at),
-                    })
-                    .collect()
-            });
-
-        let outbox = commit
-            .outbox
-            .iter()
-            .map(|row| {
-                Ok(outbox::ActiveModel {
-                    position: ActiveValue::NotSet,
-                    tenant: ActiveValue::Set(tenant.clone()),
-                    engagement: ActiveValue::Set(engagement_id.clone()),
-                    sequence: ActiveValue::Set(to_i64(row.sequence, "sequence")?),
-                    event_id: ActiveValue::Set(row.event_id.clone()),
-                    event_type: ActiveValue::Set(row.event_type.clone()),
-                    routing_key: ActiveValue::Set(row.routing_key.clone()),
-                    subject: ActiveValue::Set(row.subject.clone()),
-                    time: ActiveValue::Set(row.time),
-                    data: ActiveValue::Set(row.data.clone()),
-                    created_at: ActiveValue::Set(commit.now),
-                    sent_at: ActiveValue::Set(None),
-                    claimed_by: ActiveValue::Set(None),
-                    claimed_until: ActiveValue::Set(None),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-
-        // The last effect on a timer wins.
-        let mut timers: BTreeMap<&str, Option<DateTime<Utc>>> = BTreeMap::new();
-        for effect in commit.effects {
-            match effect {
-                Effect::ScheduleTimer { id, at } => timers.insert(id, Some(*at)),
-                Effect::CancelTimer { id } => timers.insert(id, None),
-            };
-        }
-        let mut scheduled_timers = Vec::new();
-        let mut cancelled_timers = Vec::new();
-        for (id, fires_at) in timers {
-            match fires_at {
-                Some(fires_at) => scheduled_timers.push(timer::Model {
-                    tenant: tenant.clone(),
-                    engagement: engagement_id.clone(),
-                    timer_id: id.to_owned(),
-                    fires_at,
-                    claimed_by: None,
-                    claimed_until: None,
-                }),
-                None => cancelled_timers.push(id.to_owned()),
-            }
-        }
-
+        let (scheduled_timers, cancelled_timers) = timer_changes(tenant, engagement_id, commit.effects);
         Ok(Rows {
-            projection,
-            events,
-            people,
-            open_tasks,
-            snapshot_state: serde_json::to_string(state).map_err(|error| encode("the state", error))?,
-            outbox,
+            projection: projection(commit, new_sequence)?,
+            events: event_rows(commit)?,
+            people: commit
+                .events
+                .iter()
+                .any(|event| changes_people(&event.kind))
+                .then(|| people_rows(tenant, engagement_id, state)),
+            open_tasks: commit
+                .events
+                .iter()
+                .any(|event| changes_open_tasks(&event.kind))
+                .then(|| open_task_rows(tenant, engagement_id, state)),
+            outbox: outbox_rows(commit)?,
             scheduled_timers,
             cancelled_timers,
         })
@@ -315,11 +163,14 @@ impl Rows {
         }
 
         if snapshot_due {
+            // Encoded only when due: the state is the largest thing a commit writes.
+            let state = serde_json::to_string(commit.state)
+                .map_err(|error| invalid(commit, format!("cannot encode the state: {error}")))?;
             let row = snapshot::Model {
                 tenant: tenant.to_owned(),
                 engagement: engagement_id.to_owned(),
                 sequence: new_sequence,
-                state: self.snapshot_state,
+                state,
                 created_at: commit.now,
             };
             snapshot::Entity::insert(row.into_active_model())
@@ -397,7 +248,7 @@ impl Rows {
         snapshot_every: u64,
     ) -> Result<bool, StoreError> {
         let mut row = self.projection.clone();
-        let snapshot_due = row.sequence.unsigned_abs() >= snapshot_every;
+        let snapshot_due = u64::try_from(row.sequence).is_ok_and(|sequence| sequence >= snapshot_every);
         if snapshot_due {
             row.snapshot_sequence = row.sequence;
         }
@@ -457,6 +308,186 @@ impl Rows {
         // With no events the sequence did not move: a snapshot at it exists already.
         Ok(snapshot_sequence == new_sequence && new_sequence > to_i64(expected_sequence, "expected sequence")?)
     }
+}
+
+fn invalid(commit: &Commit<'_>, problem: impl std::fmt::Display) -> StoreError {
+    StoreError::Invalid(format!(
+        "commit to engagement {}/{}: {problem}",
+        commit.tenant, commit.engagement
+    ))
+}
+
+/// Checks that the events continue the log without gaps up to the state; returns the new
+/// sequence.
+fn check_sequences(commit: &Commit<'_>) -> Result<u64, StoreError> {
+    if commit.expected_sequence == 0 && commit.events.is_empty() {
+        return Err(invalid(commit, "creating an engagement takes at least one event"));
+    }
+    for (offset, event) in (0u64..).zip(commit.events) {
+        let expected = commit.expected_sequence + 1 + offset;
+        if event.sequence != expected {
+            return Err(invalid(
+                commit,
+                format!(
+                    "event {offset} has sequence {} where {expected} was expected",
+                    event.sequence
+                ),
+            ));
+        }
+    }
+    let new_sequence = commit.expected_sequence + commit.events.len() as u64;
+    if commit.state.sequence != new_sequence {
+        return Err(invalid(
+            commit,
+            format!(
+                "the state is at sequence {} but the events end at {new_sequence}",
+                commit.state.sequence
+            ),
+        ));
+    }
+    Ok(new_sequence)
+}
+
+/// The projection row from the state after the events (`snapshot_sequence` is set by the
+/// write).
+fn projection(commit: &Commit<'_>, new_sequence: u64) -> Result<engagement::Model, StoreError> {
+    let state = commit.state;
+    let open: Vec<_> = state.open_tasks().collect();
+    Ok(engagement::Model {
+        tenant: commit.tenant.to_owned(),
+        id: commit.engagement.to_owned(),
+        model_key: state.model_key.clone(),
+        model_version: to_i32(state.model_version, "model version")?,
+        status: state.status.as_str().to_owned(),
+        phase: state.phase.as_ref().map(|phase| phase.key.clone()),
+        phase_iteration: state
+            .phase
+            .as_ref()
+            .map(|phase| to_i32(phase.iteration, "phase iteration"))
+            .transpose()?,
+        sequence: to_i64(new_sequence, "sequence")?,
+        snapshot_sequence: 0,
+        open_tasks: count_to_i32(open.len()),
+        overdue_tasks: count_to_i32(open.iter().filter(|task| task.overdue).count()),
+        next_due_at: open.iter().filter_map(|task| task.due_at).min(),
+        created_at: state.started_at.unwrap_or(commit.now),
+        updated_at: commit.now,
+    })
+}
+
+fn event_rows(commit: &Commit<'_>) -> Result<Vec<event::Model>, StoreError> {
+    commit
+        .events
+        .iter()
+        .map(|event| {
+            Ok(event::Model {
+                tenant: commit.tenant.to_owned(),
+                engagement: commit.engagement.to_owned(),
+                sequence: to_i64(event.sequence, "sequence")?,
+                event_type: event.kind.type_name().to_owned(),
+                at: event.at,
+                payload: serde_json::to_string(event)
+                    .map_err(|error| invalid(commit, format!("cannot encode event {}: {error}", event.sequence)))?,
+            })
+        })
+        .collect()
+}
+
+fn people_rows(tenant: &str, engagement_id: &str, state: &EngagementState) -> Vec<engagement_person::Model> {
+    let bound: BTreeSet<(&String, &String)> = state
+        .people
+        .iter()
+        .flat_map(|(role, people)| people.iter().map(move |person| (role, person)))
+        .collect();
+    bound
+        .into_iter()
+        .map(|(role, person)| engagement_person::Model {
+            tenant: tenant.to_owned(),
+            engagement: engagement_id.to_owned(),
+            role: role.clone(),
+            person: person.clone(),
+        })
+        .collect()
+}
+
+fn open_task_rows(tenant: &str, engagement_id: &str, state: &EngagementState) -> Vec<engagement_task::Model> {
+    state
+        .open_tasks()
+        .map(|task| engagement_task::Model {
+            tenant: tenant.to_owned(),
+            engagement: engagement_id.to_owned(),
+            task_id: task.id.clone(),
+            task_key: task.task.clone(),
+            phase: task.phase.clone(),
+            assignee: task.assignee.clone(),
+            due_at: task.due_at,
+            due_soon: task.due_soon,
+            overdue: task.overdue,
+            opened_at: task.opened_at.unwrap_or(task.created_at),
+        })
+        .collect()
+}
+
+fn outbox_rows(commit: &Commit<'_>) -> Result<Vec<outbox::ActiveModel>, StoreError> {
+    commit
+        .outbox
+        .iter()
+        .map(|row| {
+            Ok(outbox::ActiveModel {
+                // Assigned by the database.
+                position: ActiveValue::NotSet,
+                tenant: ActiveValue::Set(commit.tenant.to_owned()),
+                engagement: ActiveValue::Set(commit.engagement.to_owned()),
+                sequence: ActiveValue::Set(to_i64(row.sequence, "sequence")?),
+                event_id: ActiveValue::Set(row.event_id.clone()),
+                event_type: ActiveValue::Set(row.event_type.clone()),
+                routing_key: ActiveValue::Set(row.routing_key.clone()),
+                subject: ActiveValue::Set(row.subject.clone()),
+                time: ActiveValue::Set(row.time),
+                data: ActiveValue::Set(row.data.clone()),
+                created_at: ActiveValue::Set(commit.now),
+                sent_at: ActiveValue::Set(None),
+                claimed_by: ActiveValue::Set(None),
+                claimed_until: ActiveValue::Set(None),
+            })
+        })
+        .collect()
+}
+
+/// The timers to upsert (unclaimed) and the ids to delete; the last effect on a timer
+/// wins.
+fn timer_changes(tenant: &str, engagement_id: &str, effects: &[Effect]) -> (Vec<timer::Model>, Vec<String>) {
+    let mut timers: BTreeMap<&str, Option<DateTime<Utc>>> = BTreeMap::new();
+    for effect in effects {
+        match effect {
+            Effect::ScheduleTimer { id, at } => timers.insert(id, Some(*at)),
+            Effect::CancelTimer { id } => timers.insert(id, None),
+        };
+    }
+    let mut scheduled = Vec::new();
+    let mut cancelled = Vec::new();
+    for (id, fires_at) in timers {
+        match fires_at {
+            Some(fires_at) => scheduled.push(timer::Model {
+                tenant: tenant.to_owned(),
+                engagement: engagement_id.to_owned(),
+                timer_id: id.to_owned(),
+                fires_at,
+                claimed_by: None,
+                claimed_until: None,
+            }),
+            None => cancelled.push(id.to_owned()),
+        }
+    }
+    (scheduled, cancelled)
+}
+
+/// Whether an event can change who is bound to the engagement.
+fn changes_people(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::EngagementStarted { .. } | EventKind::ParticipantAdded { .. }
+    )
 }
 
 /// Whether an event can change which tasks are open or what the open-task rows hold.

@@ -70,6 +70,13 @@ impl Drop for TempDirGuard {
     }
 }
 
+/// The URL of a new SQLite file (not created or migrated yet), e.g. for black-box tests
+/// that start the real binary.
+pub fn fresh_sqlite_url() -> (String, TempDirGuard) {
+    let guard = TempDirGuard::new();
+    (guard.url().to_owned(), guard)
+}
+
 /// A migrated store on a new SQLite file.
 pub async fn fresh_sqlite() -> (Store, TempDirGuard) {
     fresh_sqlite_with(StoreOptions::default()).await
