@@ -13,11 +13,16 @@ use crate::error::{is_unique_violation, unique_violation_as};
 use crate::idempotency::{NewIdempotencyKey, insert_idempotency_key};
 use crate::{Store, StoreError};
 
-/// A model version to publish; the store assigns its version number.
+/// A model version to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewModelVersion {
     pub tenant: String,
     pub key: String,
+    /// 0: the store assigns latest + 1. Otherwise exactly this version, which must be
+    /// latest + 1 ([`StoreError::AlreadyExists`] if it is taken, e.g. by a concurrent
+    /// publication): a caller that names the version in the response it stores with the
+    /// idempotency key chooses it itself.
+    pub version: u32,
     pub display_name: String,
     pub description: String,
     /// `yaml` or `json`: the format of `source`.
@@ -64,14 +69,34 @@ impl TryFrom<model_version::Model> for StoredModel {
     }
 }
 
+impl From<NewModelVersion> for StoredModel {
+    /// The model as it will be stored (with `version` as given).
+    fn from(model: NewModelVersion) -> StoredModel {
+        StoredModel {
+            tenant: model.tenant,
+            key: model.key,
+            version: model.version,
+            display_name: model.display_name,
+            description: model.description,
+            source_format: model.source_format,
+            source: model.source,
+            document: model.document,
+            checksum: model.checksum,
+            created_at: model.created_at,
+        }
+    }
+}
+
 /// How often publishing retries when a concurrent publish of the same key took the version.
 const PUBLISH_ATTEMPTS: u32 = 8;
 
 impl Store {
-    /// Publishes `model` as version latest + 1 of its (tenant, key), assigned inside the
-    /// transaction; retries when a concurrent publish took that number. Stores
-    /// `idempotency` in the same transaction ([`StoreError::DuplicateRequest`] if that
-    /// (tenant, request id) exists: nothing is published then).
+    /// Publishes `model` as version latest + 1 of its (tenant, key). With `model.version`
+    /// 0 the number is assigned inside the transaction, retrying when a concurrent publish
+    /// took it; a given version must be latest + 1 ([`StoreError::AlreadyExists`] when it is
+    /// taken, [`StoreError::Invalid`] when it would leave a gap). Stores `idempotency` in the
+    /// same transaction ([`StoreError::DuplicateRequest`] if that (tenant, request id)
+    /// exists: nothing is published then).
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %model.tenant, model_key = %model.key))]
     pub async fn publish_model(
         &self,
@@ -165,7 +190,7 @@ fn to_limit(value: u64) -> sea_orm::Value {
     i64::try_from(limit(value)).unwrap_or(i64::MAX).into()
 }
 
-/// One attempt: `Ok(None)` when a concurrent publish took the version number.
+/// One attempt: `Ok(None)` when a concurrent publish took the assigned version number.
 async fn publish_in(
     transaction: &DatabaseTransaction,
     model: &NewModelVersion,
@@ -179,11 +204,24 @@ async fn publish_in(
         .into_tuple()
         .one(transaction)
         .await?;
-    let version = latest
+    let next = latest
         .flatten()
         .unwrap_or(0)
         .checked_add(1)
         .ok_or_else(|| StoreError::Invalid(format!("model {} has no version numbers left", model.key)))?;
+    let chosen = to_i32(model.version, "model version")?;
+    let taken = || StoreError::AlreadyExists(format!("version {} of model {}", model.version, model.key));
+    let version = match chosen {
+        0 => next,
+        chosen if chosen < next => return Err(taken()),
+        chosen if chosen > next => {
+            return Err(StoreError::Invalid(format!(
+                "model versions are consecutive: the next version of {} is {next}, not {chosen}",
+                model.key
+            )));
+        }
+        chosen => chosen,
+    };
     let row = model_version::Model {
         tenant: model.tenant.clone(),
         key: model.key.clone(),
@@ -201,7 +239,8 @@ async fn publish_in(
         .await;
     match inserted {
         Ok(_) => {}
-        Err(error) if is_unique_violation(&error) => return Ok(None),
+        Err(error) if is_unique_violation(&error) && chosen == 0 => return Ok(None),
+        Err(error) if is_unique_violation(&error) => return Err(taken()),
         Err(error) => return Err(error.into()),
     }
     if let Some(key) = idempotency {

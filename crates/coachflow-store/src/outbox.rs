@@ -63,7 +63,9 @@ impl TryFrom<outbox::Model> for OutboxRow {
 
 impl Store {
     /// The tenant's outbox rows after `after_position` (of one engagement when given), by
-    /// position ascending.
+    /// position ascending. The tenant's positions become visible in order, so a reader that
+    /// continues after the last position it saw misses nothing (positions of rolled-back
+    /// commits are skipped for good).
     pub async fn read_outbox(
         &self,
         tenant: &str,
@@ -78,6 +80,25 @@ impl Store {
             query = query.filter(outbox::Column::Engagement.eq(engagement));
         }
         query
+            .order_by_asc(outbox::Column::Position)
+            .limit(crate::convert::limit(limit))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(OutboxRow::try_from)
+            .collect()
+    }
+
+    /// Rows of every tenant after `after_position`, by position ascending (for a reader that
+    /// follows the whole outbox and filters itself).
+    ///
+    /// Positions are taken when a row is inserted but become visible when its transaction
+    /// commits: across tenants a lower position can appear after a higher one, and a
+    /// rolled-back commit leaves a hole forever. (Within one tenant, PostgreSQL commits
+    /// make positions visible in order; SQLite serializes all writers.)
+    pub async fn read_outbox_all(&self, after_position: u64, limit: u64) -> Result<Vec<OutboxRow>, StoreError> {
+        outbox::Entity::find()
+            .filter(outbox::Column::Position.gt(to_i64(after_position, "outbox position")?))
             .order_by_asc(outbox::Column::Position)
             .limit(crate::convert::limit(limit))
             .all(&self.db)

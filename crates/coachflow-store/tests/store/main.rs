@@ -44,6 +44,7 @@ suite! {
     models::published_versions_are_numbered_and_listed,
     models::concurrent_publishes_get_distinct_versions,
     models::publishing_stores_the_idempotency_key_once,
+    models::a_chosen_version_must_be_the_next,
     engagements::a_started_engagement_loads_as_decided,
     engagements::commands_replay_from_snapshot_and_tail,
     engagements::a_stale_sequence_conflicts_and_writes_nothing,

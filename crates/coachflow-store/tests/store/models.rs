@@ -1,4 +1,4 @@
-use coachflow_store::{NewModelVersion, StoreError};
+use coachflow_store::{NewModelVersion, StoreError, StoredModel};
 
 use crate::support::{TestDb, days, idempotency_key, t0};
 
@@ -6,6 +6,7 @@ fn new_model(tenant: &str, key: &str, revision: u32) -> NewModelVersion {
     NewModelVersion {
         tenant: tenant.to_owned(),
         key: key.to_owned(),
+        version: 0,
         display_name: format!("{key} revision {revision}"),
         description: "A coaching method".to_owned(),
         source_format: "yaml".to_owned(),
@@ -184,4 +185,58 @@ pub async fn publishing_stores_the_idempotency_key_once(db: TestDb) {
         )
         .await
         .unwrap();
+}
+
+pub async fn a_chosen_version_must_be_the_next(db: TestDb) {
+    let store = &db.store;
+    let chosen = |version| NewModelVersion {
+        version,
+        ..new_model("acme", "four-stage", version)
+    };
+    let first = store.publish_model(chosen(1), None).await.unwrap();
+    assert_eq!(first, StoredModel::from(chosen(1)));
+
+    let error = store.publish_model(chosen(1), None).await.unwrap_err();
+    assert!(
+        matches!(&error, StoreError::AlreadyExists(what) if what.contains("version 1")),
+        "{error:?}"
+    );
+    let error = store.publish_model(chosen(3), None).await.unwrap_err();
+    assert!(matches!(error, StoreError::Invalid(_)), "{error:?}");
+    store.publish_model(chosen(2), None).await.unwrap();
+    // 0 still means "the next one".
+    assert_eq!(
+        store
+            .publish_model(new_model("acme", "four-stage", 7), None)
+            .await
+            .unwrap()
+            .version,
+        3
+    );
+
+    // Two publishers choosing the same next version: one wins, the other learns it is taken.
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.publish_model(chosen(4), None).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for racer in racers {
+        outcomes.push(racer.await.unwrap());
+    }
+    assert_eq!(outcomes.iter().filter(|outcome| outcome.is_ok()).count(), 1);
+    assert!(
+        outcomes
+            .iter()
+            .any(|outcome| matches!(outcome, Err(StoreError::AlreadyExists(_))))
+    );
+    let versions: Vec<u32> = store
+        .list_model_versions("acme", "four-stage", None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|model| model.version)
+        .collect();
+    assert_eq!(versions, [4, 3, 2, 1]);
 }

@@ -95,6 +95,14 @@ pub async fn outbox_rows_read_in_position_order(db: TestDb) {
         globex.last().unwrap().position
     );
     assert_eq!(store.max_outbox_position("initech").await.unwrap(), 0);
+
+    // The whole outbox, every tenant, by position.
+    let everything = store.read_outbox_all(0, 1000).await.unwrap();
+    let mut expected: Vec<OutboxRow> = all.iter().chain(&globex).cloned().collect();
+    expected.sort_by_key(|row| row.position);
+    assert_eq!(everything, expected);
+    let after = store.read_outbox_all(everything[1].position, 3).await.unwrap();
+    assert_eq!(after, everything[2..5]);
 }
 
 fn ids_of(rows: &[coachflow_store::NewOutboxEvent]) -> Vec<String> {
