@@ -1,10 +1,14 @@
 //! The `coachflow` command line.
 
+mod client;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use coachflow_server::config::{Config, Overrides, Settings};
+use coachflow_server::{serve, telemetry};
 
 /// Coachflow runs executive-coaching engagements as configurable process models.
 #[derive(Debug, Parser)]
@@ -16,9 +20,61 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs the service: gRPC, the timer runner and the metrics endpoint. Configuration comes
+    /// in layers: defaults, the file, COACHFLOW_* variables, then these flags.
+    Serve(ServeArgs),
+    /// Brings the database schema up to date, then exits.
+    Migrate(ConfigArgs),
     /// Work with process-model files (YAML or JSON).
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Talks to a running service over gRPC: publish models, start and drive engagements.
+    Client(client::ClientArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// A YAML configuration file.
+    #[arg(long, env = "COACHFLOW_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The database: sqlite://FILE (the default is sqlite://coachflow.db) or postgres://...
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// Any setting by its dotted path, e.g. --set timers.poll_interval=250ms (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE", value_parser = parse_setting)]
+    settings: Vec<(String, String)>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Address for gRPC (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Address for the Prometheus endpoint; empty turns it off.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Log format: human or json.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(path, value)| (path.trim().to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("'{text}' is not PATH=VALUE"))
+}
+
+impl ConfigArgs {
+    fn settings(&self, mut overrides: Overrides) -> anyhow::Result<Settings> {
+        if let Some(url) = &self.database_url {
+            overrides.insert(0, ("database.url".to_owned(), url.clone()));
+        }
+        overrides.extend(self.settings.iter().cloned());
+        let config = Config::load(self.config.as_deref(), std::env::vars(), &overrides)?;
+        Ok(config.validate()?)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,7 +95,13 @@ enum ModelCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Migrate(args) => migrate(args),
+        Command::Model(command) => run(command),
+        Command::Client(args) => client::run(args),
+    };
+    match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -48,15 +110,58 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Model(ModelCommand::Validate { files }) => validate(&files),
-        Command::Model(ModelCommand::Render { file }) => {
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut overrides = Overrides::new();
+    if let Some(listen) = args.listen {
+        overrides.push(("grpc.listen".to_owned(), listen));
+    }
+    if let Some(listen) = args.metrics_listen {
+        overrides.push(("metrics.listen".to_owned(), listen));
+    }
+    if let Some(format) = args.log_format {
+        overrides.push(("log.format".to_owned(), format));
+    }
+    let settings = args.config.settings(overrides)?;
+    telemetry::init(&settings.config.log);
+    runtime()?.block_on(serve::serve(settings, |bound| {
+        // One line on stdout tells scripts and tests where the service listens.
+        let metrics = bound
+            .metrics
+            .map_or_else(|| "off".to_owned(), |address| address.to_string());
+        println!("coachflow ready grpc={} metrics={metrics}", bound.grpc);
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn migrate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.settings(Overrides::new())?;
+    telemetry::init(&settings.config.log);
+    runtime()?.block_on(async {
+        let store = serve::open_store(&settings).await?;
+        store.close().await?;
+        println!(
+            "database {} is up to date",
+            serve::redact(&settings.config.database.url)
+        );
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(command: ModelCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ModelCommand::Validate { files } => validate(&files),
+        ModelCommand::Render { file } => {
             let model = load(&file)?.map_err(|problems| anyhow::anyhow!("{}: {problems}", file.display()))?;
             print!("{}", coachflow_model::render_mermaid(model.document()));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Model(ModelCommand::Schema) => {
+        ModelCommand::Schema => {
             println!("{}", serde_json::to_string_pretty(&coachflow_model::json_schema())?);
             Ok(ExitCode::SUCCESS)
         }

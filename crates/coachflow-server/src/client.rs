@@ -1,0 +1,515 @@
+//! `coachflow client ...`: a small gRPC client for trying the service from a shell.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use coachflow_server::convert::{json_to_struct, rfc3339, value_to_json};
+use coachflow_server::proto::{
+    self, engagement_service_client::EngagementServiceClient, event_service_client::EventServiceClient,
+    model_service_client::ModelServiceClient,
+};
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+#[derive(Debug, Args)]
+pub(crate) struct ClientArgs {
+    /// The server's address.
+    #[arg(long, env = "COACHFLOW_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// The tenant to work in.
+    #[arg(long, env = "COACHFLOW_TENANT", default_value = "default")]
+    tenant: String,
+    /// Who acts: person/{id} or service/{name}.
+    #[arg(long, env = "COACHFLOW_ACTOR")]
+    actor: Option<String>,
+    #[command(subcommand)]
+    command: ClientCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Publishes a model file as a new version.
+    Publish {
+        file: PathBuf,
+    },
+    /// Lists the tenant's models.
+    Models,
+    /// Starts an engagement.
+    Start {
+        /// The model's key.
+        #[arg(long)]
+        model: String,
+        /// The model version; the latest when omitted.
+        #[arg(long)]
+        version: Option<u32>,
+        /// The engagement's id; generated when omitted.
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        timezone: Option<String>,
+        /// ROLE=PERSON, repeatable.
+        #[arg(long = "person", value_name = "ROLE=PERSON", required = true)]
+        people: Vec<String>,
+    },
+    /// Shows an engagement: state, phase, gate and open tasks.
+    Show {
+        engagement: String,
+    },
+    /// Completes a task. Outputs are KEY=VALUE; VALUE is read as JSON when it parses, else as text.
+    Complete {
+        engagement: String,
+        task: String,
+        #[arg(long = "output", value_name = "KEY=VALUE")]
+        outputs: Vec<String>,
+    },
+    /// Skips an optional task.
+    Skip {
+        engagement: String,
+        task: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Binds another person to a role.
+    AddParticipant {
+        engagement: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        person: String,
+    },
+    /// Signs off the current phase for an approval role.
+    SignOff {
+        engagement: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        person: String,
+    },
+    /// Records a goal.
+    Goal {
+        engagement: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        title: String,
+    },
+    /// Leaves the current phase (for phases that wait for it).
+    Advance {
+        engagement: String,
+    },
+    Suspend {
+        engagement: String,
+    },
+    Resume {
+        engagement: String,
+    },
+    Cancel {
+        engagement: String,
+    },
+    /// A person's open tasks across engagements.
+    Tasks {
+        #[arg(long)]
+        assignee: String,
+    },
+    /// An engagement's audit timeline.
+    History {
+        engagement: String,
+    },
+    /// Streams public events until interrupted.
+    Watch {
+        /// Start after this position.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+    },
+}
+
+struct Client {
+    tenant: String,
+    actor: Option<MetadataValue<tonic::metadata::Ascii>>,
+    channel: Channel,
+}
+
+impl Client {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(actor) = &self.actor {
+            request.metadata_mut().insert("coachflow-actor", actor.clone());
+        }
+        request
+    }
+
+    fn engagement(&self, id: &str) -> String {
+        if id.starts_with("tenants/") {
+            id.to_owned()
+        } else {
+            format!("tenants/{}/engagements/{id}", self.tenant)
+        }
+    }
+
+    fn engagements(&self) -> EngagementServiceClient<Channel> {
+        EngagementServiceClient::new(self.channel.clone())
+    }
+}
+
+pub(crate) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let channel = Channel::from_shared(args.server.clone())
+            .with_context(|| format!("'{}' is not a server address", args.server))?
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach the server at {}", args.server))?;
+        let actor = args
+            .actor
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .context("--actor must be ASCII")?;
+        let client = Client {
+            tenant: args.tenant.clone(),
+            actor,
+            channel,
+        };
+        match execute(&client, args.command).await {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(status) => {
+                eprintln!("error: {:?}: {}", status.code(), status.message());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    })
+}
+
+async fn execute(client: &Client, command: ClientCommand) -> Result<(), tonic::Status> {
+    let parent = format!("tenants/{}", client.tenant);
+    let mut engagements = client.engagements();
+    let engagement = match command {
+        ClientCommand::Publish { file } => {
+            let source = std::fs::read_to_string(&file)
+                .map_err(|error| tonic::Status::invalid_argument(format!("cannot read {}: {error}", file.display())))?;
+            let model = ModelServiceClient::new(client.channel.clone())
+                .create_model(client.request(proto::CreateModelRequest {
+                    parent,
+                    source,
+                    ..Default::default()
+                }))
+                .await?
+                .into_inner();
+            println!(
+                "published {} version {} ({})",
+                model.name, model.version, model.display_name
+            );
+            return Ok(());
+        }
+        ClientCommand::Models => {
+            let models = ModelServiceClient::new(client.channel.clone())
+                .list_models(client.request(proto::ListModelsRequest {
+                    parent,
+                    page_size: 1000,
+                    ..Default::default()
+                }))
+                .await?
+                .into_inner();
+            for model in models.models {
+                println!("{} version {}: {}", model.name, model.version, model.display_name);
+            }
+            return Ok(());
+        }
+        ClientCommand::Start {
+            model,
+            version,
+            id,
+            timezone,
+            people,
+        } => {
+            let mut bindings: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for binding in &people {
+                let (role, person) = binding.split_once('=').ok_or_else(|| {
+                    tonic::Status::invalid_argument(format!("--person '{binding}' is not ROLE=PERSON"))
+                })?;
+                bindings.entry(role.to_owned()).or_default().push(person.to_owned());
+            }
+            engagements
+                .create_engagement(
+                    client.request(proto::CreateEngagementRequest {
+                        parent,
+                        engagement_id: id.unwrap_or_default(),
+                        model,
+                        model_version: version.unwrap_or(0),
+                        timezone: timezone.unwrap_or_default(),
+                        people: bindings
+                            .into_iter()
+                            .map(|(role, people)| proto::RoleBinding { role, people })
+                            .collect(),
+                        request_id: String::new(),
+                    }),
+                )
+                .await?
+        }
+        ClientCommand::Show { engagement } => {
+            engagements
+                .get_engagement(client.request(proto::GetEngagementRequest {
+                    name: client.engagement(&engagement),
+                }))
+                .await?
+        }
+        ClientCommand::Complete {
+            engagement,
+            task,
+            outputs,
+        } => {
+            let mut values = BTreeMap::new();
+            for output in &outputs {
+                let (key, value) = output
+                    .split_once('=')
+                    .ok_or_else(|| tonic::Status::invalid_argument(format!("--output '{output}' is not KEY=VALUE")))?;
+                let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::from(value));
+                values.insert(key.to_owned(), value);
+            }
+            engagements
+                .complete_task(client.request(proto::CompleteTaskRequest {
+                    name: format!("{}/tasks/{task}", client.engagement(&engagement)),
+                    outputs: Some(json_to_struct(&values)),
+                    ..Default::default()
+                }))
+                .await?
+        }
+        ClientCommand::Skip {
+            engagement,
+            task,
+            reason,
+        } => {
+            engagements
+                .skip_task(client.request(proto::SkipTaskRequest {
+                    name: format!("{}/tasks/{task}", client.engagement(&engagement)),
+                    reason,
+                    ..Default::default()
+                }))
+                .await?
+        }
+        ClientCommand::AddParticipant {
+            engagement,
+            role,
+            person,
+        } => {
+            engagements
+                .add_participant(client.request(proto::AddParticipantRequest {
+                    engagement: client.engagement(&engagement),
+                    role,
+                    person,
+                    ..Default::default()
+                }))
+                .await?
+        }
+        ClientCommand::SignOff {
+            engagement,
+            role,
+            person,
+        } => {
+            engagements
+                .sign_off_phase(client.request(proto::SignOffPhaseRequest {
+                    engagement: client.engagement(&engagement),
+                    role,
+                    person,
+                    ..Default::default()
+                }))
+                .await?
+        }
+        ClientCommand::Goal { engagement, id, title } => {
+            engagements
+                .record_goal(client.request(proto::RecordGoalRequest {
+                    engagement: client.engagement(&engagement),
+                    goal_id: id,
+                    title,
+                    ..Default::default()
+                }))
+                .await?
+        }
+        ClientCommand::Advance { engagement } => {
+            engagements
+                .advance_phase(client.request(proto::AdvancePhaseRequest {
+                    engagement: client.engagement(&engagement),
+                    ..Default::default()
+                }))
+                .await?
+        }
+        ClientCommand::Suspend { engagement } => {
+            engagements
+                .suspend_engagement(client.request(proto::SuspendEngagementRequest {
+                    name: client.engagement(&engagement),
+                    ..Default::default()
+                }))
+                .await?
+        }
+        ClientCommand::Resume { engagement } => {
+            engagements
+                .resume_engagement(client.request(proto::ResumeEngagementRequest {
+                    name: client.engagement(&engagement),
+                    ..Default::default()
+                }))
+                .await?
+        }
+        ClientCommand::Cancel { engagement } => {
+            engagements
+                .cancel_engagement(client.request(proto::CancelEngagementRequest {
+                    name: client.engagement(&engagement),
+                    ..Default::default()
+                }))
+                .await?
+        }
+        ClientCommand::Tasks { assignee } => {
+            let tasks = engagements
+                .list_tasks(client.request(proto::ListTasksRequest {
+                    parent,
+                    assignee,
+                    page_size: 1000,
+                    ..Default::default()
+                }))
+                .await?
+                .into_inner();
+            for task in tasks.tasks {
+                println!("{}{}", task.name, due(&task));
+            }
+            return Ok(());
+        }
+        ClientCommand::History { engagement } => {
+            let mut page_token = String::new();
+            loop {
+                let page = engagements
+                    .get_history(client.request(proto::GetHistoryRequest {
+                        name: client.engagement(&engagement),
+                        page_size: 1000,
+                        page_token,
+                    }))
+                    .await?
+                    .into_inner();
+                for event in &page.events {
+                    let details = event
+                        .details
+                        .as_ref()
+                        .map(|details| {
+                            let map: serde_json::Map<String, serde_json::Value> = details
+                                .fields
+                                .iter()
+                                .map(|(key, value)| (key.clone(), value_to_json(value)))
+                                .collect();
+                            serde_json::Value::Object(map).to_string()
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "{:>5} {} {:<24} {:<16} {details}",
+                        event.sequence,
+                        time(event.time.as_ref()),
+                        event.r#type,
+                        event.actor
+                    );
+                }
+                if page.next_page_token.is_empty() {
+                    return Ok(());
+                }
+                page_token = page.next_page_token;
+            }
+        }
+        ClientCommand::Watch { from } => {
+            let mut stream = EventServiceClient::new(client.channel.clone())
+                .watch_events(client.request(proto::WatchEventsRequest {
+                    parent,
+                    start_position: from,
+                    ..Default::default()
+                }))
+                .await?
+                .into_inner();
+            while let Some(event) = stream.message().await? {
+                println!(
+                    "{:>6} {} {} {}",
+                    event.position,
+                    time(event.time.as_ref()),
+                    event.r#type,
+                    event.subject
+                );
+            }
+            return Ok(());
+        }
+    };
+    print_engagement(&engagement.into_inner());
+    Ok(())
+}
+
+fn time(at: Option<&prost_types::Timestamp>) -> String {
+    at.and_then(|at| chrono::DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).unwrap_or(0)))
+        .map(rfc3339)
+        .unwrap_or_default()
+}
+
+fn due(task: &proto::Task) -> String {
+    let mut text = String::new();
+    if let Some(due) = task.due_time.as_ref() {
+        text.push_str(&format!(" due {}", time(Some(due))));
+    }
+    if task.overdue {
+        text.push_str(" OVERDUE");
+    } else if task.due_soon {
+        text.push_str(" due soon");
+    }
+    text
+}
+
+fn print_engagement(engagement: &proto::Engagement) {
+    let state = proto::engagement::State::try_from(engagement.state)
+        .map(|state| state.as_str_name())
+        .unwrap_or("?");
+    println!(
+        "{} ({} v{}) {state}, {} events, etag {}",
+        engagement.name, engagement.model, engagement.model_version, engagement.event_count, engagement.etag
+    );
+    if let Some(phase) = &engagement.phase {
+        println!(
+            "phase: {} ({}), iteration {}",
+            phase.key, phase.display_name, phase.iteration
+        );
+        if let Some(gate) = &phase.gate {
+            if gate.satisfied {
+                println!("  gate: satisfied");
+            } else {
+                if !gate.unfinished_tasks.is_empty() {
+                    println!("  gate waits for tasks: {}", gate.unfinished_tasks.join(", "));
+                }
+                if !gate.missing_sign_offs.is_empty() {
+                    println!("  gate waits for sign-off by: {}", gate.missing_sign_offs.join(", "));
+                }
+                if !gate.condition_error.is_empty() {
+                    println!("  gate condition: {}", gate.condition_error);
+                }
+            }
+        }
+    }
+    for task in &engagement.tasks {
+        let state = proto::task::State::try_from(task.state)
+            .map(|state| state.as_str_name())
+            .unwrap_or("?");
+        let id = task.name.rsplit('/').next().unwrap_or_default();
+        let assignee = if task.assignee.is_empty() {
+            String::new()
+        } else {
+            format!(" -> {}", task.assignee)
+        };
+        println!(
+            "  task {id:<28} {state:<9} {}{assignee}{}",
+            task.display_name,
+            due(task)
+        );
+    }
+    for goal in &engagement.goals {
+        println!("  goal {}: {}% ({})", goal.id, goal.progress, goal.title);
+    }
+    for milestone in &engagement.milestones {
+        println!(
+            "  milestone {} reached {}",
+            milestone.key,
+            time(milestone.reach_time.as_ref())
+        );
+    }
+}

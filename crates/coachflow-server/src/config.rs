@@ -1,0 +1,541 @@
+//! The service's configuration, loaded in one place in layers: defaults → YAML file →
+//! `COACHFLOW_*` environment variables → command-line flags, then validated.
+//!
+//! Every setting has a dotted path (`database.url`) and an environment variable made from it
+//! (`COACHFLOW_DATABASE_URL`). Durations are written `500ms`, `30s`, `10m`, `24h` or `7d`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Prefix of every environment variable the service reads.
+pub const ENV_PREFIX: &str = "COACHFLOW_";
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub grpc: GrpcConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+    pub timers: TimersConfig,
+    pub commands: CommandsConfig,
+    pub idempotency: IdempotencyConfig,
+    pub shutdown: ShutdownConfig,
+    /// This replica's name in timer claims and logs; default `<hostname>-<pid>`.
+    pub instance_id: String,
+    /// Testing aid: read the time from this file (an RFC 3339 timestamp) instead of the
+    /// machine's clock. Empty: the machine's clock.
+    pub clock_file: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://coachflow.db` (the embedded default; created if missing) or
+    /// `postgres://user:password@host:5432/database`.
+    pub url: String,
+    pub max_connections: u32,
+    /// Write a snapshot of an engagement's state every this many events.
+    pub snapshot_every: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Address to serve gRPC on; port 0 picks a free port.
+    pub listen: String,
+    /// Largest request or response message, in bytes.
+    pub max_message_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus endpoint (`GET /metrics`); empty turns it off.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `info,coachflow_store=debug`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimersConfig {
+    /// Run the timer runner in this replica.
+    pub enabled: bool,
+    /// Longest sleep of the runner between looks at the timers table.
+    pub poll_interval: String,
+    /// Cron schedule (with seconds) of the fallback poll that wakes the runner.
+    pub fallback_schedule: String,
+    /// Timers claimed per batch.
+    pub batch_size: u64,
+    /// Timers fired at once.
+    pub concurrency: usize,
+    /// How long a claim holds before another replica may take the timer over.
+    pub lease: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandsConfig {
+    /// How often a command is decided again when another one changed the engagement first.
+    pub max_retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencyConfig {
+    /// How long a `request_id` is remembered.
+    pub ttl: String,
+    /// Cron schedule (with seconds) of the job that forgets expired ones.
+    pub cleanup_schedule: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub grace: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://coachflow.db".to_owned(),
+            max_connections: 16,
+            snapshot_every: 100,
+        }
+    }
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            listen: "127.0.0.1:50051".to_owned(),
+            max_message_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9464".to_owned(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info,tokio_cron_scheduler=warn".to_owned(),
+        }
+    }
+}
+
+impl Default for TimersConfig {
+    fn default() -> Self {
+        TimersConfig {
+            enabled: true,
+            poll_interval: "1s".to_owned(),
+            fallback_schedule: "*/10 * * * * *".to_owned(),
+            batch_size: 200,
+            concurrency: 16,
+            lease: "30s".to_owned(),
+        }
+    }
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        CommandsConfig { max_retries: 8 }
+    }
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        IdempotencyConfig {
+            ttl: "24h".to_owned(),
+            cleanup_schedule: "0 */10 * * * *".to_owned(),
+        }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            grace: "30s".to_owned(),
+        }
+    }
+}
+
+/// A configuration problem, naming the setting at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(setting: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            setting: setting.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The settings given on the command line, as `(dotted path, value)`.
+pub type Overrides = Vec<(String, String)>;
+
+/// Settings after validation, in the types the service uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    pub grpc_listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    pub poll_interval: Duration,
+    pub lease: Duration,
+    pub idempotency_ttl: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Loads the layers: defaults, then `file` (YAML or JSON) if given, then the environment
+    /// (`env` yields `(name, value)` pairs, normally `std::env::vars()`), then `overrides`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut layered = serde_json::to_value(Config::default())
+            .map_err(|error| ConfigError::new("(defaults)", error.to_string()))?;
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|error| ConfigError::new(file.display().to_string(), format!("cannot read: {error}")))?;
+            let from_file: Value = yaml_serde::from_str(&text)
+                .map_err(|error| ConfigError::new(file.display().to_string(), format!("not valid YAML: {error}")))?;
+            if !from_file.is_null() {
+                merge(&mut layered, from_file, "")?;
+            }
+        }
+        let leaves = leaf_paths(&layered);
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        for (name, value) in &env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if rest == "CONFIG" {
+                continue;
+            }
+            let path = leaves.iter().find(|path| env_name(path) == *name).ok_or_else(|| {
+                ConfigError::new(
+                    name.clone(),
+                    "unknown setting (see the configuration reference in README.md)",
+                )
+            })?;
+            set(&mut layered, path, value, name)?;
+        }
+        for (path, value) in overrides {
+            if !leaves.contains(path) {
+                return Err(ConfigError::new(path.clone(), "unknown setting"));
+            }
+            set(&mut layered, path, value, path)?;
+        }
+        let deserializer = layered;
+        serde_path_to_error::deserialize(deserializer)
+            .map_err(|error| ConfigError::new(error.path().to_string(), error.inner().to_string()))
+    }
+
+    /// Checks every setting and converts it to the type the service uses.
+    pub fn validate(mut self) -> Result<Settings, ConfigError> {
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::new(
+                "database.url",
+                format!("'{url}' is neither a sqlite: nor a postgres:// URL"),
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::new("database.max_connections", "must be at least 1"));
+        }
+        if self.database.snapshot_every == 0 {
+            return Err(ConfigError::new("database.snapshot_every", "must be at least 1"));
+        }
+        let grpc_listen = address("grpc.listen", &self.grpc.listen)?;
+        let metrics_listen = if self.metrics.listen.is_empty() {
+            None
+        } else {
+            Some(address("metrics.listen", &self.metrics.listen)?)
+        };
+        if self.grpc.max_message_bytes < 1024 {
+            return Err(ConfigError::new("grpc.max_message_bytes", "must be at least 1024"));
+        }
+        let poll_interval = parse_duration("timers.poll_interval", &self.timers.poll_interval)?;
+        let lease = parse_duration("timers.lease", &self.timers.lease)?;
+        if self.timers.batch_size == 0 {
+            return Err(ConfigError::new("timers.batch_size", "must be at least 1"));
+        }
+        if self.timers.concurrency == 0 {
+            return Err(ConfigError::new("timers.concurrency", "must be at least 1"));
+        }
+        cron("timers.fallback_schedule", &self.timers.fallback_schedule)?;
+        cron("idempotency.cleanup_schedule", &self.idempotency.cleanup_schedule)?;
+        let idempotency_ttl = parse_duration("idempotency.ttl", &self.idempotency.ttl)?;
+        let shutdown_grace = parse_duration("shutdown.grace", &self.shutdown.grace)?;
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(ConfigError::new("log.level", format!("not a valid filter: {error}")));
+        }
+        if self.instance_id.is_empty() {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "coachflow".to_owned());
+            self.instance_id = format!("{host}-{}", std::process::id());
+        }
+        Ok(Settings {
+            config: self,
+            grpc_listen,
+            metrics_listen,
+            poll_interval,
+            lease,
+            idempotency_ttl,
+            shutdown_grace,
+        })
+    }
+}
+
+fn address(setting: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse()
+        .map_err(|_| ConfigError::new(setting, format!("'{text}' is not an address like 127.0.0.1:50051")))
+}
+
+fn cron(setting: &str, schedule: &str) -> Result<(), ConfigError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .build()
+        .parse(schedule)
+        .map(|_| ())
+        .map_err(|error| {
+            ConfigError::new(
+                setting,
+                format!("'{schedule}' is not a cron schedule with seconds: {error}"),
+            )
+        })
+}
+
+/// `500ms`, `30s`, `10m`, `24h`, `7d`.
+pub fn parse_duration(setting: &str, text: &str) -> Result<Duration, ConfigError> {
+    let invalid = || {
+        ConfigError::new(
+            setting,
+            format!("'{text}' is not a duration like 500ms, 30s, 10m, 24h or 7d"),
+        )
+    };
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(number)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(invalid()),
+    };
+    Ok(Duration::from_secs(number.checked_mul(seconds).ok_or_else(invalid)?))
+}
+
+/// `database.max_connections` → `COACHFLOW_DATABASE_MAX_CONNECTIONS`.
+pub fn env_name(path: &str) -> String {
+    format!("{ENV_PREFIX}{}", path.replace('.', "_").to_uppercase())
+}
+
+fn leaf_paths(value: &Value) -> Vec<String> {
+    fn walk(value: &Value, prefix: &str, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    walk(child, &path, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, "", &mut out);
+    out
+}
+
+fn merge(base: &mut Value, overlay: Value, prefix: &str) -> Result<(), ConfigError> {
+    let Value::Object(overlay) = overlay else {
+        return Err(ConfigError::new(
+            if prefix.is_empty() { "(file)" } else { prefix },
+            "expected a mapping of settings",
+        ));
+    };
+    let Value::Object(base) = base else {
+        return Err(ConfigError::new(prefix, "is a single setting, not a section"));
+    };
+    for (key, value) in overlay {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match base.get_mut(&key) {
+            Some(existing @ Value::Object(_)) => merge(existing, value, &path)?,
+            Some(existing) => *existing = value,
+            None => return Err(ConfigError::new(path, "unknown setting")),
+        }
+    }
+    Ok(())
+}
+
+/// Sets a leaf from text, typed like its current value.
+fn set(root: &mut Value, path: &str, text: &str, source: &str) -> Result<(), ConfigError> {
+    let mut slot = root;
+    for key in path.split('.') {
+        slot = slot
+            .get_mut(key)
+            .ok_or_else(|| ConfigError::new(source, "unknown setting"))?;
+    }
+    *slot = match slot {
+        Value::Bool(_) => match text {
+            "true" | "1" | "yes" => Value::Bool(true),
+            "false" | "0" | "no" => Value::Bool(false),
+            _ => return Err(ConfigError::new(source, format!("'{text}' is not true or false"))),
+        },
+        Value::Number(_) => Value::Number(
+            text.parse::<u64>()
+                .map_err(|_| ConfigError::new(source, format!("'{text}' is not a whole number")))?
+                .into(),
+        ),
+        _ => Value::String(text.to_owned()),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let settings = Config::load(None, env(&[]), &Vec::new()).unwrap().validate().unwrap();
+        assert_eq!(settings.config.database.url, "sqlite://coachflow.db");
+        assert_eq!(settings.grpc_listen.port(), 50051);
+        assert_eq!(settings.poll_interval, Duration::from_secs(1));
+        assert!(!settings.config.instance_id.is_empty());
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_env_flags() {
+        let dir = std::env::temp_dir().join(format!("coachflow-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config.yaml");
+        std::fs::write(
+            &file,
+            "database:\n  url: postgres://file/db\n  max_connections: 4\ngrpc:\n  listen: 0.0.0.0:1\nlog:\n  format: json\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("COACHFLOW_DATABASE_MAX_CONNECTIONS", "9"),
+                ("COACHFLOW_GRPC_LISTEN", "0.0.0.0:2"),
+                ("PATH", "/bin"),
+            ]),
+            &vec![("grpc.listen".to_owned(), "0.0.0.0:3".to_owned())],
+        )
+        .unwrap();
+        assert_eq!(config.database.url, "postgres://file/db");
+        assert_eq!(config.database.max_connections, 9);
+        assert_eq!(config.grpc.listen, "0.0.0.0:3");
+        assert_eq!(config.log.format, LogFormat::Json);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_and_mistyped_settings_name_the_setting() {
+        let error = Config::load(None, env(&[("COACHFLOW_DATABSE_URL", "x")]), &Vec::new()).unwrap_err();
+        assert_eq!(error.setting, "COACHFLOW_DATABSE_URL");
+        let error = Config::load(None, env(&[("COACHFLOW_TIMERS_BATCH_SIZE", "many")]), &Vec::new()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "COACHFLOW_TIMERS_BATCH_SIZE: 'many' is not a whole number"
+        );
+        let error = Config::load(None, env(&[("COACHFLOW_LOG_FORMAT", "xml")]), &Vec::new()).unwrap_err();
+        assert_eq!(error.setting, "log.format");
+    }
+
+    #[test]
+    fn validation_names_the_setting_at_fault() {
+        let check = |path: &str, value: &str| {
+            Config::load(None, env(&[]), &vec![(path.to_owned(), value.to_owned())])
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            check("database.url", "mysql://x"),
+            "database.url: 'mysql://x' is neither a sqlite: nor a postgres:// URL"
+        );
+        assert!(check("grpc.listen", "localhost").starts_with("grpc.listen: 'localhost' is not an address"));
+        assert!(check("timers.lease", "5 minutes").starts_with("timers.lease: '5 minutes' is not a duration"));
+        assert!(check("timers.fallback_schedule", "every minute").starts_with("timers.fallback_schedule:"));
+        assert_eq!(
+            check("database.max_connections", "0"),
+            "database.max_connections: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("x", "250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("x", "7d").unwrap(), Duration::from_secs(7 * 86_400));
+        assert!(parse_duration("x", "s").is_err());
+        assert!(parse_duration("x", "10").is_err());
+    }
+
+    #[test]
+    fn metrics_can_be_turned_off() {
+        let settings = Config::load(None, env(&[("COACHFLOW_METRICS_LISTEN", "")]), &Vec::new())
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(settings.metrics_listen, None);
+    }
+}

@@ -1,0 +1,296 @@
+//! `coachflow serve`: the gRPC services, the timer runner, the periodic jobs and the metrics
+//! endpoint, started from validated settings and stopped cleanly on SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use coachflow_store::{Store, StoreOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::clock::{FileClock, SharedClock, SystemClock};
+use crate::config::Settings;
+use crate::core::{Core, CoreSettings};
+use crate::metrics as names;
+use crate::proto::engagement_service_server::EngagementServiceServer;
+use crate::proto::event_service_server::EventServiceServer;
+use crate::proto::model_service_server::ModelServiceServer;
+use crate::services::engagements::EngagementApi;
+use crate::services::events::EventApi;
+use crate::services::models::ModelApi;
+use crate::timers::{self, RunnerSettings};
+
+/// Connects to the database and brings its schema up to date.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let database = &settings.config.database;
+    let store = Store::connect(
+        &database.url,
+        StoreOptions {
+            max_connections: database.max_connections,
+            snapshot_every: database.snapshot_every,
+        },
+    )
+    .await
+    .with_context(|| format!("cannot open the database at {}", redact(&database.url)))?;
+    store.migrate().await.context("cannot migrate the database")?;
+    Ok(store)
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Where a running server listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub grpc: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Runs the service until SIGTERM or Ctrl-C. `ready` is called once it accepts requests.
+pub async fn serve(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::Result<()> {
+    let (shutdown_sender, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = shutdown_sender.send(true);
+    });
+    run(settings, shutdown, ready).await
+}
+
+/// Runs the service until `shutdown` turns true.
+pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: impl FnOnce(Bound)) -> anyhow::Result<()> {
+    let config = &settings.config;
+    let prometheus = names::install()?;
+    let store = open_store(&settings).await?;
+    let clock: SharedClock = if config.clock_file.is_empty() {
+        Arc::new(SystemClock)
+    } else {
+        tracing::warn!(file = %config.clock_file, "reading the time from a file (a testing aid)");
+        Arc::new(FileClock::new(config.clock_file.clone().into()))
+    };
+    let core = Arc::new(Core::new(
+        store.clone(),
+        clock,
+        CoreSettings {
+            max_retries: config.commands.max_retries,
+            idempotency_ttl: settings.idempotency_ttl,
+        },
+    ));
+
+    let grpc_listener = TcpListener::bind(settings.grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {}", settings.grpc_listen))?;
+    let metrics_listener = match settings.metrics_listen {
+        Some(address) => Some(
+            names::bind(address)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {address}"))?,
+        ),
+        None => None,
+    };
+    let bound = Bound {
+        grpc: grpc_listener.local_addr()?,
+        metrics: metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?,
+    };
+
+    let metrics_task =
+        metrics_listener.map(|listener| tokio::spawn(names::serve(listener, prometheus, shutdown.clone())));
+    let runner = config.timers.enabled.then(|| {
+        tokio::spawn(timers::run(
+            Arc::clone(&core),
+            RunnerSettings {
+                owner: config.instance_id.clone(),
+                batch_size: config.timers.batch_size,
+                concurrency: config.timers.concurrency,
+                lease: settings.lease,
+                poll_interval: settings.poll_interval,
+            },
+            shutdown.clone(),
+        ))
+    });
+    let mut scheduler = periodic_jobs(&settings, &core).await?;
+
+    let limit = config.grpc.max_message_bytes;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<ModelServiceServer<ModelApi>>().await;
+    health.set_serving::<EngagementServiceServer<EngagementApi>>().await;
+    health.set_serving::<EventServiceServer<EventApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    tracing::info!(grpc = %bound.grpc, metrics = ?bound.metrics, database = %redact(&config.database.url), "serving");
+    ready(bound);
+
+    let mut stop = shutdown.clone();
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            ModelServiceServer::new(ModelApi::new(Arc::clone(&core)))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .add_service(
+            EngagementServiceServer::new(EngagementApi::new(Arc::clone(&core)))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .add_service(
+            EventServiceServer::new(EventApi::new(Arc::clone(&core), shutdown.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+            health.set_not_serving::<EngagementServiceServer<EngagementApi>>().await;
+        });
+
+    // In-flight requests finish; past the grace period the rest are dropped.
+    let mut grace = shutdown.clone();
+    tokio::select! {
+        result = server => result.context("the gRPC server failed")?,
+        () = async {
+            let _ = grace.wait_for(|stop| *stop).await;
+            tokio::time::sleep(settings.shutdown_grace).await;
+        } => tracing::warn!("in-flight requests did not finish within the grace period"),
+    }
+    if let Some(runner) = runner {
+        let _ = runner.await;
+    }
+    if let Err(error) = scheduler.shutdown().await {
+        tracing::warn!(error = %error, "periodic jobs did not stop cleanly");
+    }
+    if let Some(metrics_task) = metrics_task {
+        let _ = metrics_task.await;
+    }
+    store.close().await.context("cannot close the database")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The service's own periodic jobs: the fallback poll that wakes the timer runner (timers
+/// scheduled by other replicas), forgetting expired request ids, and the gauges.
+async fn periodic_jobs(settings: &Settings, core: &Arc<Core>) -> anyhow::Result<JobScheduler> {
+    let scheduler = JobScheduler::new().await.context("cannot create the job scheduler")?;
+
+    let wake = core.timers_changed();
+    scheduler
+        .add(Job::new_async(
+            settings.config.timers.fallback_schedule.as_str(),
+            move |_, _| {
+                let wake = Arc::clone(&wake);
+                Box::pin(async move { wake.notify_one() })
+            },
+        )?)
+        .await?;
+
+    let cleanup = Arc::clone(core);
+    scheduler
+        .add(Job::new_async(
+            settings.config.idempotency.cleanup_schedule.as_str(),
+            move |_, _| {
+                let core = Arc::clone(&cleanup);
+                Box::pin(async move {
+                    match core.store().delete_expired_idempotency_keys(core.now()).await {
+                        Ok(deleted) => metrics::counter!(names::IDEMPOTENCY_KEYS_EXPIRED).increment(deleted),
+                        Err(error) => tracing::warn!(error = %error, "cannot delete expired request ids"),
+                    }
+                })
+            },
+        )?)
+        .await?;
+
+    let gauges = Arc::clone(core);
+    scheduler
+        .add(Job::new_async("*/15 * * * * *", move |_, _| {
+            let core = Arc::clone(&gauges);
+            Box::pin(async move { update_gauges(&core).await })
+        })?)
+        .await?;
+    update_gauges(core).await;
+
+    scheduler.start().await.context("cannot start the job scheduler")?;
+    Ok(scheduler)
+}
+
+async fn update_gauges(core: &Core) {
+    let store = core.store();
+    match store.count_engagements_by_status().await {
+        Ok(counts) => {
+            for state in ["active", "suspended", "completed", "cancelled"] {
+                let count = counts
+                    .iter()
+                    .find(|(status, _)| status == state)
+                    .map_or(0, |(_, count)| *count);
+                #[allow(clippy::cast_precision_loss)]
+                metrics::gauge!(names::ENGAGEMENTS, "state" => state).set(count as f64);
+            }
+        }
+        Err(error) => tracing::warn!(error = %error, "cannot count engagements"),
+    }
+    match store.count_open_tasks().await {
+        #[allow(clippy::cast_precision_loss)]
+        Ok(counts) => {
+            metrics::gauge!(names::OPEN_TASKS).set(counts.open as f64);
+            metrics::gauge!(names::DUE_SOON_TASKS).set(counts.due_soon as f64);
+            metrics::gauge!(names::OVERDUE_TASKS).set(counts.overdue as f64);
+        }
+        Err(error) => tracing::warn!(error = %error, "cannot count open tasks"),
+    }
+    match store.count_timers().await {
+        #[allow(clippy::cast_precision_loss)]
+        Ok(count) => metrics::gauge!(names::PENDING_TIMERS).set(count as f64),
+        Err(error) => tracing::warn!(error = %error, "cannot count timers"),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://app:secret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact("sqlite://coachflow.db"), "sqlite://coachflow.db");
+    }
+}

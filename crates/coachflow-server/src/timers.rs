@@ -1,0 +1,119 @@
+//! The timer runner: claims due timers in batches and fires each as a `FireTimer` command
+//! through the same path as every other change.
+//!
+//! Exactly once: a claim (with `FOR UPDATE SKIP LOCKED` on PostgreSQL) gives a timer to one
+//! replica for the lease; if the lease runs out while the command is in flight and another
+//! replica fires it too, the engagement's sequence guard lets one commit and the other finds
+//! the timer gone, which the engine treats as nothing to do. After downtime every timer
+//! already due is claimed at once: missed timers fire on start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coachflow_engine::{Action, Actor};
+use coachflow_store::DueTimer;
+use futures_util::StreamExt as _;
+use tokio::sync::watch;
+
+use crate::core::{Core, Mutation};
+use crate::error::ApiError;
+use crate::metrics as names;
+use crate::names::EngagementName;
+
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// This replica's name in claims.
+    pub owner: String,
+    pub batch_size: u64,
+    pub concurrency: usize,
+    pub lease: Duration,
+    /// Longest sleep between looks at the timers table.
+    pub poll_interval: Duration,
+}
+
+/// Runs until `shutdown` turns true; timers in flight finish first.
+pub async fn run(core: Arc<Core>, settings: RunnerSettings, mut shutdown: watch::Receiver<bool>) {
+    let wake = core.timers_changed();
+    tracing::info!(owner = %settings.owner, "timer runner started");
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let now = core.now();
+        let claimed = match core
+            .store()
+            .claim_due_timers(&settings.owner, now, settings.lease, settings.batch_size)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot claim timers; retrying");
+                Vec::new()
+            }
+        };
+        let full_batch = claimed.len() as u64 == settings.batch_size;
+        if !claimed.is_empty() {
+            futures_util::stream::iter(claimed)
+                .for_each_concurrent(settings.concurrency, |timer| fire(&core, &settings.owner, timer))
+                .await;
+        }
+        if full_batch {
+            continue;
+        }
+        let pause = match core.store().next_timer_at().await {
+            Ok(Some(next)) => (next - core.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(settings.poll_interval),
+            Ok(None) => settings.poll_interval,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot read the next timer");
+                settings.poll_interval
+            }
+        };
+        // Never spin: a timer due now that could not be fired waits for its lease.
+        let pause = pause.max(Duration::from_millis(10));
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            () = wake.notified() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+    tracing::info!("timer runner stopped");
+}
+
+#[tracing::instrument(skip_all, fields(engagement = %timer.engagement, timer = %timer.timer_id))]
+async fn fire(core: &Core, owner: &str, timer: DueTimer) {
+    let engagement = EngagementName::new(&timer.tenant, &timer.engagement);
+    let result = core
+        .execute(Mutation {
+            engagement,
+            actor: Actor::System,
+            action: Action::FireTimer {
+                timer: timer.timer_id.clone(),
+            },
+            expected_sequence: None,
+            request: None,
+        })
+        .await;
+    let lag = (core.now() - timer.fires_at).to_std().unwrap_or(Duration::ZERO);
+    match result {
+        // Fired: the commit removed the timer row. No events: the timer was already gone
+        // from the engagement, so the row is stale.
+        Ok(executed) if executed.events > 0 => {
+            metrics::counter!(names::TIMERS_FIRED, "outcome" => "fired").increment(1);
+            metrics::histogram!(names::TIMER_LAG).record(lag.as_secs_f64());
+        }
+        Ok(_) | Err(ApiError::NotFound { .. }) => {
+            metrics::counter!(names::TIMERS_FIRED, "outcome" => "gone").increment(1);
+            if let Err(error) = core.store().delete_timer(&timer).await {
+                tracing::warn!(error = %error, "cannot delete a stale timer");
+            }
+        }
+        Err(error) => {
+            metrics::counter!(names::TIMERS_FIRED, "outcome" => "failed").increment(1);
+            // The claim stays until its lease runs out; then this or another replica retries.
+            tracing::warn!(error = %error, owner, "timer did not fire; it is retried when its claim expires");
+        }
+    }
+}
