@@ -14,6 +14,11 @@ use serde_json::Value;
 /// Prefix of every environment variable the service reads.
 pub const ENV_PREFIX: &str = "COACHFLOW_";
 
+/// `COACHFLOW_*` variables that are not settings: the configuration file, the client's
+/// and the test tooling's own (`COACHFLOW_TEST_*` too). Any other unknown one is refused, so
+/// a misspelt setting does not go unnoticed.
+const NOT_SETTINGS: &[&str] = &["CONFIG", "SERVER", "TENANT", "ACTOR", "BIN", "SKIP_SERVICES"];
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -243,7 +248,7 @@ impl Config {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if rest == "CONFIG" {
+            if NOT_SETTINGS.contains(&rest) || rest.starts_with("TEST_") {
                 continue;
             }
             let path = leaves.iter().find(|path| env_name(path) == *name).ok_or_else(|| {
@@ -476,6 +481,8 @@ mod tests {
                 ("COACHFLOW_DATABASE_MAX_CONNECTIONS", "9"),
                 ("COACHFLOW_GRPC_LISTEN", "0.0.0.0:2"),
                 ("PATH", "/bin"),
+                ("COACHFLOW_TENANT", "acme"),
+                ("COACHFLOW_TEST_POSTGRES_URL", "postgres://elsewhere"),
             ]),
             &vec![("grpc.listen".to_owned(), "0.0.0.0:3".to_owned())],
         )
