@@ -1,0 +1,214 @@
+//! The timer runner and the command path in-process, on real databases, with a clock the
+//! test moves: timers fire exactly once with two runners on one database, and timers missed
+//! while no runner was up fire when one starts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use coachflow_engine::{Action, Actor, Command};
+use coachflow_model::Model;
+use coachflow_server::clock::{ManualClock, SharedClock};
+use coachflow_server::core::{Core, CoreSettings};
+use coachflow_server::names::EngagementName;
+use coachflow_server::timers::{self, RunnerSettings};
+use coachflow_store::{Store, StoreOptions};
+use tokio::sync::watch;
+
+const MODEL: &str = r"
+apiVersion: coachflow.dev/v1
+kind: ProcessModel
+metadata: {key: timers, name: Timer-heavy test model}
+spec:
+  roles:
+    - {key: client, required: true}
+    - {key: coach, required: true}
+  phases:
+    - key: only
+      name: Only phase
+      tasks:
+        - key: prepare
+          name: Prepare
+          kind: action
+          assignee: coach
+          due: PT1H
+          reminders: [PT30M, PT45M]
+          escalate_after: PT2H
+        - key: follow-up
+          name: Follow-up
+          kind: checkin
+          assignee: coach
+          start_after: PT90M
+";
+
+fn start_time() -> DateTime<Utc> {
+    "2026-03-02T09:00:00Z".parse().unwrap()
+}
+
+fn core(store: Store, clock: &Arc<ManualClock>) -> Arc<Core> {
+    let clock: SharedClock = clock.clone();
+    Arc::new(Core::new(
+        store,
+        clock,
+        CoreSettings {
+            max_retries: 8,
+            idempotency_ttl: Duration::from_secs(3600),
+        },
+    ))
+}
+
+async fn publish(core: &Core) -> Arc<Model> {
+    let model = Model::from_text(MODEL).unwrap();
+    core.publish_model("acme", MODEL, "yaml", &model, None).await.unwrap();
+    core.model("acme", "timers", 1).await.unwrap()
+}
+
+async fn start(core: &Core, model: &Arc<Model>, id: &str) {
+    let people = BTreeMap::from([
+        ("client".to_owned(), vec![format!("{id}-client")]),
+        ("coach".to_owned(), vec!["coach-1".to_owned()]),
+    ]);
+    let command = Command {
+        actor: Actor::Service("test".to_owned()),
+        action: Action::Start {
+            model_version: 1,
+            timezone: None,
+            people,
+        },
+    };
+    core.create(&EngagementName::new("acme", id), model, command, None)
+        .await
+        .unwrap();
+}
+
+fn runner(core: &Arc<Core>, owner: &str, shutdown: &watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(timers::run(
+        Arc::clone(core),
+        RunnerSettings {
+            owner: owner.to_owned(),
+            batch_size: 7,
+            concurrency: 4,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(20),
+        },
+        shutdown.clone(),
+    ))
+}
+
+/// The ids of the timers fired in each engagement's history, with how often each fired.
+async fn fired(store: &Store, ids: &[String]) -> BTreeMap<String, BTreeMap<String, usize>> {
+    let mut fired = BTreeMap::new();
+    for id in ids {
+        let mut counts = BTreeMap::new();
+        for event in store.history("acme", id, 0, 10_000).await.unwrap() {
+            if let coachflow_engine::EventKind::TimerFired { id } = &event.kind {
+                *counts.entry(id.clone()).or_insert(0) += 1;
+            }
+        }
+        fired.insert(id.clone(), counts);
+    }
+    fired
+}
+
+async fn wait_until_no_timers(store: &Store) {
+    for _ in 0..500 {
+        if store.count_timers().await.unwrap() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timers still pending: {}", store.count_timers().await.unwrap());
+}
+
+fn expected_timers() -> BTreeMap<String, usize> {
+    [
+        "open:follow-up",
+        "remind0:prepare",
+        "remind1:prepare",
+        "due:prepare",
+        "escalate:prepare",
+    ]
+    .into_iter()
+    .map(|id| (id.to_owned(), 1))
+    .collect()
+}
+
+async fn two_runners_fire_every_timer_once(first: Store, second: Store) {
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let (one, two) = (core(first.clone(), &clock), core(second, &clock));
+    let model = publish(&one).await;
+    let ids: Vec<String> = (0..24).map(|index| format!("e-{index}")).collect();
+    for id in &ids {
+        start(&one, &model, id).await;
+    }
+    assert_eq!(first.count_timers().await.unwrap(), 24 * 5);
+    let (stop, shutdown) = watch::channel(false);
+    let runners = [runner(&one, "a", &shutdown), runner(&two, "b", &shutdown)];
+    // Nothing is due yet: the runners must not fire anything early.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(first.count_timers().await.unwrap(), 24 * 5);
+
+    clock.advance(TimeDelta::hours(3));
+    wait_until_no_timers(&first).await;
+    stop.send(true).unwrap();
+    for runner in runners {
+        runner.await.unwrap();
+    }
+    for (id, counts) in fired(&first, &ids).await {
+        assert_eq!(counts, expected_timers(), "timers fired in {id}");
+    }
+    let engagement = one.get(&EngagementName::new("acme", "e-0")).await.unwrap();
+    let prepare = engagement.tasks.iter().find(|task| task.key == "prepare").unwrap();
+    assert!(prepare.overdue && prepare.escalated, "{prepare:?}");
+    assert!(
+        engagement
+            .tasks
+            .iter()
+            .any(|task| task.key == "follow-up" && task.state == coachflow_server::proto::task::State::Open as i32)
+    );
+}
+
+async fn missed_timers_fire_when_a_runner_starts(store: Store) {
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let core = core(store.clone(), &clock);
+    let model = publish(&core).await;
+    start(&core, &model, "late").await;
+    // The service was down for a week: every timer is long overdue when the runner starts.
+    clock.advance(TimeDelta::days(7));
+    let (stop, shutdown) = watch::channel(false);
+    let handle = runner(&core, "only", &shutdown);
+    wait_until_no_timers(&store).await;
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    assert_eq!(fired(&store, &["late".to_owned()]).await["late"], expected_timers());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_runners_fire_every_timer_once() {
+    let (first, guard) = coachflow_store::testing::fresh_postgres().await;
+    let second = Store::connect(guard.url(), StoreOptions::default()).await.unwrap();
+    two_runners_fire_every_timer_once(first, second).await;
+    guard.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_runners_fire_every_timer_once() {
+    let (first, guard) = coachflow_store::testing::fresh_sqlite().await;
+    let second = Store::connect(guard.url(), StoreOptions::default()).await.unwrap();
+    two_runners_fire_every_timer_once(first, second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_missed_timers_fire_when_a_runner_starts() {
+    let (store, guard) = coachflow_store::testing::fresh_postgres().await;
+    missed_timers_fire_when_a_runner_starts(store).await;
+    guard.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_missed_timers_fire_when_a_runner_starts() {
+    let (store, _guard) = coachflow_store::testing::fresh_sqlite().await;
+    missed_timers_fire_when_a_runner_starts(store).await;
+}
