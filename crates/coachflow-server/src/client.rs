@@ -1,6 +1,7 @@
 //! `coachflow client ...`: a small gRPC client for trying the service from a shell.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,6 +14,13 @@ use coachflow_server::proto::{
 };
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
+
+/// Prints a line; a closed stdout (`coachflow client history x | head`) is not an error.
+macro_rules! out {
+    ($($argument:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($argument)*);
+    }};
+}
 
 #[derive(Debug, Args)]
 pub(crate) struct ClientArgs {
@@ -198,9 +206,11 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<(), tonic::S
                 }))
                 .await?
                 .into_inner();
-            println!(
+            out!(
                 "published {} version {} ({})",
-                model.name, model.version, model.display_name
+                model.name,
+                model.version,
+                model.display_name
             );
             return Ok(());
         }
@@ -214,7 +224,7 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<(), tonic::S
                 .await?
                 .into_inner();
             for model in models.models {
-                println!("{} version {}: {}", model.name, model.version, model.display_name);
+                out!("{} version {}: {}", model.name, model.version, model.display_name);
             }
             return Ok(());
         }
@@ -371,7 +381,7 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<(), tonic::S
                 .await?
                 .into_inner();
             for task in tasks.tasks {
-                println!("{}{}", task.name, due(&task));
+                out!("{}{}", task.name, due(&task));
             }
             return Ok(());
         }
@@ -399,7 +409,7 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<(), tonic::S
                             serde_json::Value::Object(map).to_string()
                         })
                         .unwrap_or_default();
-                    println!(
+                    out!(
                         "{:>5} {} {:<24} {:<16} {details}",
                         event.sequence,
                         time(event.time.as_ref()),
@@ -423,7 +433,7 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<(), tonic::S
                 .await?
                 .into_inner();
             while let Some(event) = stream.message().await? {
-                println!(
+                out!(
                     "{:>6} {} {} {}",
                     event.position,
                     time(event.time.as_ref()),
@@ -461,27 +471,33 @@ fn print_engagement(engagement: &proto::Engagement) {
     let state = proto::engagement::State::try_from(engagement.state)
         .map(|state| state.as_str_name())
         .unwrap_or("?");
-    println!(
+    out!(
         "{} ({} v{}) {state}, {} events, etag {}",
-        engagement.name, engagement.model, engagement.model_version, engagement.event_count, engagement.etag
+        engagement.name,
+        engagement.model,
+        engagement.model_version,
+        engagement.event_count,
+        engagement.etag
     );
     if let Some(phase) = &engagement.phase {
-        println!(
+        out!(
             "phase: {} ({}), iteration {}",
-            phase.key, phase.display_name, phase.iteration
+            phase.key,
+            phase.display_name,
+            phase.iteration
         );
         if let Some(gate) = &phase.gate {
             if gate.satisfied {
-                println!("  gate: satisfied");
+                out!("  gate: satisfied");
             } else {
                 if !gate.unfinished_tasks.is_empty() {
-                    println!("  gate waits for tasks: {}", gate.unfinished_tasks.join(", "));
+                    out!("  gate waits for tasks: {}", gate.unfinished_tasks.join(", "));
                 }
                 if !gate.missing_sign_offs.is_empty() {
-                    println!("  gate waits for sign-off by: {}", gate.missing_sign_offs.join(", "));
+                    out!("  gate waits for sign-off by: {}", gate.missing_sign_offs.join(", "));
                 }
                 if !gate.condition_error.is_empty() {
-                    println!("  gate condition: {}", gate.condition_error);
+                    out!("  gate condition: {}", gate.condition_error);
                 }
             }
         }
@@ -496,17 +512,17 @@ fn print_engagement(engagement: &proto::Engagement) {
         } else {
             format!(" -> {}", task.assignee)
         };
-        println!(
+        out!(
             "  task {id:<28} {state:<9} {}{assignee}{}",
             task.display_name,
             due(task)
         );
     }
     for goal in &engagement.goals {
-        println!("  goal {}: {}% ({})", goal.id, goal.progress, goal.title);
+        out!("  goal {}: {}% ({})", goal.id, goal.progress, goal.title);
     }
     for milestone in &engagement.milestones {
-        println!(
+        out!(
             "  milestone {} reached {}",
             milestone.key,
             time(milestone.reach_time.as_ref())
