@@ -356,6 +356,7 @@ impl TestServer {
             }
         }
         command
+            .env("NO_COLOR", "1")
             .arg("serve")
             .args(["--database-url", self.database.url()])
             .args(["--listen", "127.0.0.1:0"])

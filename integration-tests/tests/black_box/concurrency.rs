@@ -74,6 +74,12 @@ async fn fifty_concurrent_completions_of_one_task_succeed_once(backend: Backend)
         }
     }
 
+    let aborted = refused.iter().filter(|status| status.code() == Code::Aborted).count();
+    eprintln!(
+        "{CALLERS} concurrent completions: 1 OK, {} FAILED_PRECONDITION, {aborted} ABORTED",
+        refused.len() - aborted
+    );
+
     let engagement = server.get_engagement(&name).await;
     assert!(
         engagement.tasks.iter().all(|open| open.name != task),
