@@ -74,9 +74,12 @@ async fn bad_input_is_refused_precisely_and_the_server_keeps_serving(backend: Ba
             .await,
         Code::InvalidArgument,
     );
-    let fields = violation_fields(&status);
+    let found = violations(&status);
     assert!(
-        !fields.is_empty() && fields.iter().all(|field| field.starts_with("source")),
+        !found.is_empty()
+            && found
+                .iter()
+                .all(|(field, description)| field.starts_with("source") && description.contains("line 4")),
         "violations of malformed YAML: {:?}",
         violations(&status)
     );
@@ -224,7 +227,8 @@ async fn bad_input_is_refused_precisely_and_the_server_keeps_serving(backend: Ba
             .await,
         Code::Aborted,
     );
-    assert!(!status.message().is_empty());
+    assert_eq!(reason(&status).as_deref(), Some("ETAG_MISMATCH"), "{status:?}");
+    assert!(status.message().contains(&started.etag), "{}", status.message());
     still_serving(&server, "a stale etag").await;
 
     // None of the refusals changed the engagement.
