@@ -26,24 +26,21 @@ impl EngagementApi {
     }
 
     /// Runs a command on an existing engagement: the common tail of every mutating method.
-    #[allow(clippy::too_many_arguments)]
     async fn mutate(
         &self,
         method: &'static str,
         engagement: EngagementName,
         actor: coachflow_engine::Actor,
         action: Action,
-        etag: &str,
-        request_id: &str,
-        request: &impl prost::Message,
+        request: &impl MutatingRequest,
         fields: impl Fn(&str) -> String,
     ) -> Result<proto::Engagement, ApiError> {
-        let expected_sequence = if etag.is_empty() {
+        let expected_sequence = if request.etag().is_empty() {
             None
         } else {
-            Some(convert::parse_etag("etag", etag)?)
+            Some(convert::parse_etag("etag", request.etag())?)
         };
-        let key = RequestKey::of(&engagement.tenant, method, request_id, request);
+        let key = RequestKey::of(&engagement.tenant, method, request.request_id(), request);
         let executed = self
             .core
             .execute(Mutation {
@@ -58,6 +55,41 @@ impl EngagementApi {
         Ok(executed.engagement)
     }
 }
+
+/// A request that changes an engagement: it carries an optional etag and request id.
+trait MutatingRequest: prost::Message {
+    fn etag(&self) -> &str;
+    fn request_id(&self) -> &str;
+}
+
+macro_rules! mutating_requests {
+    ($($request:ident),* $(,)?) => {$(
+        impl MutatingRequest for proto::$request {
+            fn etag(&self) -> &str {
+                &self.etag
+            }
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+        }
+    )*};
+}
+
+mutating_requests!(
+    CompleteTaskRequest,
+    SkipTaskRequest,
+    AssignTaskRequest,
+    AddParticipantRequest,
+    RecordGoalRequest,
+    RecordGoalProgressRequest,
+    RecordCommitmentRequest,
+    RecordCommitmentFollowUpRequest,
+    SignOffPhaseRequest,
+    AdvancePhaseRequest,
+    SuspendEngagementRequest,
+    ResumeEngagementRequest,
+    CancelEngagementRequest,
+);
 
 /// Engine field names that differ from the request's.
 fn rename<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> String + 'a {
@@ -124,14 +156,7 @@ impl EngagementService for EngagementApi {
             };
             let model_name = ModelName::parse_reference("model", &request.model, &tenant.tenant)?;
             let version = (request.model_version != 0).then_some(request.model_version);
-            let (stored, model) = self
-                .core
-                .stored_model(&tenant.tenant, &model_name.key, version)
-                .await
-                .map_err(|error| match error {
-                    ApiError::NotFound { resource, name } => ApiError::NotFound { resource, name },
-                    other => other,
-                })?;
+            let (stored, model) = self.core.stored_model(&tenant.tenant, &model_name.key, version).await?;
             let people = people(&request.people)?;
             let name = EngagementName::new(&tenant.tenant, &id);
             let key = RequestKey::of(&tenant.tenant, "CreateEngagement", &request.request_id, &request);
@@ -222,8 +247,6 @@ impl EngagementService for EngagementApi {
                 task.engagement,
                 actor,
                 action,
-                &request.etag,
-                &request.request_id,
                 &request,
                 rename(&[("task", "name")]),
             )
@@ -246,8 +269,6 @@ impl EngagementService for EngagementApi {
                 task.engagement,
                 actor,
                 action,
-                &request.etag,
-                &request.request_id,
                 &request,
                 rename(&[("task", "name")]),
             )
@@ -273,8 +294,6 @@ impl EngagementService for EngagementApi {
                 task.engagement,
                 actor,
                 action,
-                &request.etag,
-                &request.request_id,
                 &request,
                 rename(&[("task", "name")]),
             )
@@ -295,17 +314,8 @@ impl EngagementService for EngagementApi {
                 role: request.role.clone(),
                 person: request.person.clone(),
             };
-            self.mutate(
-                "AddParticipant",
-                engagement,
-                actor,
-                action,
-                &request.etag,
-                &request.request_id,
-                &request,
-                rename(&[]),
-            )
-            .await
+            self.mutate("AddParticipant", engagement, actor, action, &request, rename(&[]))
+                .await
         })
         .await
     }
@@ -330,8 +340,6 @@ impl EngagementService for EngagementApi {
                 engagement,
                 actor,
                 action,
-                &request.etag,
-                &request.request_id,
                 &request,
                 rename(&[("goal", "goal_id"), ("due", "due_date")]),
             )
@@ -361,8 +369,6 @@ impl EngagementService for EngagementApi {
                 engagement,
                 actor,
                 action,
-                &request.etag,
-                &request.request_id,
                 &request,
                 rename(&[("goal", "goal_id")]),
             )
@@ -390,8 +396,6 @@ impl EngagementService for EngagementApi {
                 engagement,
                 actor,
                 action,
-                &request.etag,
-                &request.request_id,
                 &request,
                 rename(&[("commitment", "commitment_id"), ("due", "follow_up_time")]),
             )
@@ -423,8 +427,6 @@ impl EngagementService for EngagementApi {
                 engagement,
                 actor,
                 action,
-                &request.etag,
-                &request.request_id,
                 &request,
                 rename(&[("commitment", "commitment_id"), ("due", "follow_up_time")]),
             )
@@ -445,17 +447,8 @@ impl EngagementService for EngagementApi {
                 role: request.role.clone(),
                 person: request.person.clone(),
             };
-            self.mutate(
-                "SignOffPhase",
-                engagement,
-                actor,
-                action,
-                &request.etag,
-                &request.request_id,
-                &request,
-                rename(&[]),
-            )
-            .await
+            self.mutate("SignOffPhase", engagement, actor, action, &request, rename(&[]))
+                .await
         })
         .await
     }
@@ -471,17 +464,8 @@ impl EngagementService for EngagementApi {
             let action = Action::AdvancePhase {
                 expected_phase: non_empty(&request.expected_phase),
             };
-            self.mutate(
-                "AdvancePhase",
-                engagement,
-                actor,
-                action,
-                &request.etag,
-                &request.request_id,
-                &request,
-                rename(&[]),
-            )
-            .await
+            self.mutate("AdvancePhase", engagement, actor, action, &request, rename(&[]))
+                .await
         })
         .await
     }
@@ -497,17 +481,8 @@ impl EngagementService for EngagementApi {
             let action = Action::Suspend {
                 reason: non_empty(&request.reason),
             };
-            self.mutate(
-                "SuspendEngagement",
-                engagement,
-                actor,
-                action,
-                &request.etag,
-                &request.request_id,
-                &request,
-                rename(&[]),
-            )
-            .await
+            self.mutate("SuspendEngagement", engagement, actor, action, &request, rename(&[]))
+                .await
         })
         .await
     }
@@ -525,8 +500,6 @@ impl EngagementService for EngagementApi {
                 engagement,
                 actor,
                 Action::Resume,
-                &request.etag,
-                &request.request_id,
                 &request,
                 rename(&[]),
             )
@@ -546,17 +519,8 @@ impl EngagementService for EngagementApi {
             let action = Action::Cancel {
                 reason: non_empty(&request.reason),
             };
-            self.mutate(
-                "CancelEngagement",
-                engagement,
-                actor,
-                action,
-                &request.etag,
-                &request.request_id,
-                &request,
-                rename(&[]),
-            )
-            .await
+            self.mutate("CancelEngagement", engagement, actor, action, &request, rename(&[]))
+                .await
         })
         .await
     }
