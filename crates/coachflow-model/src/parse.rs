@@ -20,7 +20,13 @@ pub fn parse(text: &str) -> Result<ProcessModel, Problems> {
         })
     };
     result.map_err(|(path, message)| {
-        let path = if path == "." { String::new() } else { path };
+        // A syntax error inside a mapping leaves the parser at a key it could not read, which
+        // serde_path_to_error writes `?`: the problem is in the enclosing mapping.
+        let mut path = path.as_str();
+        while let Some(enclosing) = path.strip_suffix(".?").or_else(|| path.strip_suffix('?')) {
+            path = enclosing;
+        }
+        let path = if path == "." { "" } else { path };
         Problems(vec![Problem::new(path, message)])
     })
 }
@@ -37,6 +43,16 @@ fn strip_own_path<'a>(path: &str, message: &'a str) -> &'a str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_syntax_error_is_reported_at_the_enclosing_mapping() {
+        let problems =
+            parse("apiVersion: coachflow.dev/v1\nkind: ProcessModel\nmetadata: {key: broken, name: Broken\nspec:\n")
+                .unwrap_err();
+        assert_eq!(problems.0.len(), 1);
+        assert_eq!(problems.0[0].path, "metadata", "{}", problems.0[0]);
+        assert!(problems.0[0].message.contains("line 4"), "{}", problems.0[0]);
+    }
 
     #[test]
     fn reports_the_path_of_a_misspelt_field() {

@@ -15,6 +15,7 @@ pub mod config;
 pub mod convert;
 pub mod core;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod names;
 pub mod serve;

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::clock::{FileClock, SharedClock, SystemClock};
 use crate::config::Settings;
 use crate::core::{Core, CoreSettings};
+use crate::limits::OversizeStatus;
 use crate::metrics as names;
 use crate::proto::engagement_service_server::EngagementServiceServer;
 use crate::proto::event_service_server::EventServiceServer;
@@ -131,6 +132,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
     health.set_serving::<EventServiceServer<EventApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
     tracing::info!(grpc = %bound.grpc, metrics = ?bound.metrics, database = %redact(&config.database.url), "serving");
@@ -138,6 +140,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
 
     let mut stop = shutdown.clone();
     let server = tonic::transport::Server::builder()
+        .layer(OversizeStatus::layer())
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
