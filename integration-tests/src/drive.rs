@@ -23,33 +23,14 @@ pub fn parse_model(source: &str) -> Model {
     Model::from_text(source).unwrap_or_else(|problems| panic!("invalid model: {problems}"))
 }
 
-/// A `google.protobuf.Value` from JSON.
-pub fn json_to_value(value: &Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match value {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(flag) => Kind::BoolValue(*flag),
-        Value::Number(number) => Kind::NumberValue(number.as_f64().expect("a finite number")),
-        Value::String(text) => Kind::StringValue(text.clone()),
-        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
-            values: items.iter().map(json_to_value).collect(),
-        }),
-        Value::Object(_) => Kind::StructValue(json_to_struct(value)),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
+pub use coachflow_server::convert::json_to_value;
 
-/// A `google.protobuf.Struct` from a JSON object.
+/// A `google.protobuf.Struct` from a JSON object (`json!({...})`).
 pub fn json_to_struct(object: &Value) -> prost_types::Struct {
     let Value::Object(map) = object else {
         panic!("not a JSON object: {object}");
     };
-    prost_types::Struct {
-        fields: map
-            .iter()
-            .map(|(key, value)| (key.clone(), json_to_value(value)))
-            .collect(),
-    }
+    coachflow_server::convert::json_to_struct(map)
 }
 
 /// Outputs that satisfy every declared output of the model's task `key`, as the engine's

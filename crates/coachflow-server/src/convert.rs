@@ -55,19 +55,13 @@ pub fn non_empty(text: &str) -> Option<String> {
 
 // ----- JSON <-> google.protobuf.Struct -----------------------------------------------------
 
-pub fn json_to_struct(map: &BTreeMap<String, serde_json::Value>) -> prost_types::Struct {
+/// A `google.protobuf.Struct` from JSON fields: a `BTreeMap` or a `serde_json::Map`.
+pub fn json_to_struct<'a>(
+    fields: impl IntoIterator<Item = (&'a String, &'a serde_json::Value)>,
+) -> prost_types::Struct {
     prost_types::Struct {
-        fields: map
-            .iter()
-            .map(|(key, value)| (key.clone(), json_to_value(value)))
-            .collect(),
-    }
-}
-
-fn json_object_to_struct(map: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: map
-            .iter()
+        fields: fields
+            .into_iter()
             .map(|(key, value)| (key.clone(), json_to_value(value)))
             .collect(),
     }
@@ -82,7 +76,7 @@ pub fn json_to_value(value: &serde_json::Value) -> prost_types::Value {
         serde_json::Value::Array(items) => Kind::ListValue(prost_types::ListValue {
             values: items.iter().map(json_to_value).collect(),
         }),
-        serde_json::Value::Object(map) => Kind::StructValue(json_object_to_struct(map)),
+        serde_json::Value::Object(map) => Kind::StructValue(json_to_struct(map)),
     };
     prost_types::Value { kind: Some(kind) }
 }
@@ -456,7 +450,7 @@ pub fn history_event(event: &Event) -> proto::HistoryEvent {
         time: Some(timestamp(event.at)),
         r#type: event.kind.type_name().to_owned(),
         actor: actor(&event.actor),
-        details: Some(json_object_to_struct(&details)),
+        details: Some(json_to_struct(&details)),
     }
 }
 
@@ -466,6 +460,17 @@ pub fn actor(actor: &coachflow_engine::Actor) -> String {
         coachflow_engine::Actor::Service(name) => format!("service/{name}"),
         coachflow_engine::Actor::System => "system".to_owned(),
     }
+}
+
+/// Lower-case hexadecimal, as checksums and fingerprints are written.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
 }
 
 /// RFC 3339 with `Z`, as public event data writes times.

@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::{Notify, watch};
 
 use crate::clock::SharedClock;
-use crate::convert;
+use crate::convert::{self, hex};
 use crate::error::ApiError;
 use crate::metrics as names;
 use crate::names::{EngagementName, ModelName};
@@ -457,14 +457,4 @@ impl Core {
             .map(Some)
             .map_err(|error| ApiError::Internal(format!("stored response is unreadable: {error}")))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
 }

@@ -28,13 +28,9 @@ fn is_valid_task_id(id: &str) -> bool {
 
 const ID_RULE: &str = "1 to 63 characters: lower-case letters, digits and '-', starting with a letter or digit";
 
-fn invalid(field: &str, description: String) -> ApiError {
-    ApiError::invalid(field, description)
-}
-
 fn segments<'a>(field: &str, name: &'a str, shape: &str) -> Result<Vec<&'a str>, ApiError> {
     if name.is_empty() {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             field,
             format!("is required: a resource name of the form '{shape}'"),
         ));
@@ -46,7 +42,7 @@ fn tenant_id(field: &str, id: &str, shape: &str) -> Result<String, ApiError> {
     if is_valid_id(id) {
         Ok(id.to_owned())
     } else {
-        Err(invalid(
+        Err(ApiError::invalid(
             field,
             format!("'{id}' is not a valid tenant id ({ID_RULE}); expected '{shape}'"),
         ))
@@ -67,7 +63,10 @@ impl TenantName {
             ["tenants", tenant] => Ok(TenantName {
                 tenant: tenant_id(field, tenant, Self::SHAPE)?,
             }),
-            _ => Err(invalid(field, format!("'{name}' is not of the form '{}'", Self::SHAPE))),
+            _ => Err(ApiError::invalid(
+                field,
+                format!("'{name}' is not of the form '{}'", Self::SHAPE),
+            )),
         }
     }
 }
@@ -114,7 +113,10 @@ impl ModelName {
                             .ok()
                             .filter(|version| *version > 0)
                             .ok_or_else(|| {
-                                invalid(field, format!("'{version}' is not a model version (a number from 1)"))
+                                ApiError::invalid(
+                                    field,
+                                    format!("'{version}' is not a model version (a number from 1)"),
+                                )
                             })?;
                         (key, Some(version))
                     }
@@ -126,7 +128,10 @@ impl ModelName {
                     version,
                 })
             }
-            _ => Err(invalid(field, format!("'{name}' is not of the form '{shape}'"))),
+            _ => Err(ApiError::invalid(
+                field,
+                format!("'{name}' is not of the form '{shape}'"),
+            )),
         }
     }
 
@@ -135,14 +140,14 @@ impl ModelName {
         if reference.contains('/') {
             let name = ModelName::parse(field, reference, false)?;
             if name.tenant != tenant {
-                return Err(invalid(
+                return Err(ApiError::invalid(
                     field,
                     format!("model '{reference}' belongs to another tenant than 'tenants/{tenant}'"),
                 ));
             }
             Ok(name)
         } else if reference.is_empty() {
-            Err(invalid(
+            Err(ApiError::invalid(
                 field,
                 "is required: a model key or 'tenants/{tenant}/models/{model}'".to_owned(),
             ))
@@ -155,7 +160,7 @@ impl ModelName {
         if is_valid_model_key(key) {
             Ok(key.to_owned())
         } else {
-            Err(invalid(
+            Err(ApiError::invalid(
                 field,
                 format!(
                     "'{key}' is not a valid model key (1 to 63 characters: lower-case letters, digits and '-', starting with a letter)"
@@ -198,7 +203,10 @@ impl EngagementName {
                 tenant: tenant_id(field, tenant, Self::SHAPE)?,
                 id: Self::id(field, id)?,
             }),
-            _ => Err(invalid(field, format!("'{name}' is not of the form '{}'", Self::SHAPE))),
+            _ => Err(ApiError::invalid(
+                field,
+                format!("'{name}' is not of the form '{}'", Self::SHAPE),
+            )),
         }
     }
 
@@ -207,7 +215,7 @@ impl EngagementName {
         if is_valid_id(id) {
             Ok(id.to_owned())
         } else {
-            Err(invalid(
+            Err(ApiError::invalid(
                 field,
                 format!("'{id}' is not a valid engagement id ({ID_RULE})"),
             ))
@@ -235,7 +243,7 @@ impl TaskName {
         match segments(field, name, Self::SHAPE)?.as_slice() {
             ["tenants", tenant, "engagements", id, "tasks", task] => {
                 if !is_valid_task_id(task) {
-                    return Err(invalid(field, format!("'{task}' is not a valid task id")));
+                    return Err(ApiError::invalid(field, format!("'{task}' is not a valid task id")));
                 }
                 Ok(TaskName {
                     engagement: EngagementName {
@@ -245,7 +253,10 @@ impl TaskName {
                     task: (*task).to_owned(),
                 })
             }
-            _ => Err(invalid(field, format!("'{name}' is not of the form '{}'", Self::SHAPE))),
+            _ => Err(ApiError::invalid(
+                field,
+                format!("'{name}' is not of the form '{}'", Self::SHAPE),
+            )),
         }
     }
 

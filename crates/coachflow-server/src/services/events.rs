@@ -61,7 +61,7 @@ impl Selection {
 
 fn public_event(row: &OutboxRow) -> proto::PublicEvent {
     let data = match serde_json::from_str::<serde_json::Value>(&row.data) {
-        Ok(serde_json::Value::Object(map)) => convert::json_to_struct(&map.into_iter().collect()),
+        Ok(serde_json::Value::Object(map)) => convert::json_to_struct(&map),
         _ => prost_types::Struct::default(),
     };
     proto::PublicEvent {

@@ -134,8 +134,7 @@ pub fn decode_page_token<C: for<'de> Deserialize<'de>>(
 }
 
 fn fingerprint(list: &str, filter: &str) -> String {
-    let digest = Sha256::digest(format!("{list}\n{filter}").as_bytes());
-    digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::convert::hex(&Sha256::digest(format!("{list}\n{filter}").as_bytes())[..8])
 }
 
 /// The last item of a page of `limit` items fetched as `limit + 1`: the next page's cursor.

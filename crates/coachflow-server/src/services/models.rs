@@ -35,10 +35,6 @@ fn format(source: &str, format: i32) -> Result<&'static str, ApiError> {
     }
 }
 
-fn compile(source: &str) -> Result<Model, Problems> {
-    Model::from_text(source)
-}
-
 /// One BadRequest violation per problem, at `source.<path in the document>`.
 fn invalid_model(problems: &Problems) -> ApiError {
     ApiError::InvalidArgument(
@@ -78,7 +74,7 @@ impl ModelService for ModelApi {
             let tenant = TenantName::parse("parent", &request.parent)?;
             require_source(&request.source)?;
             let format = format(&request.source, request.format)?;
-            let model = compile(&request.source).map_err(|problems| invalid_model(&problems))?;
+            let model = Model::from_text(&request.source).map_err(|problems| invalid_model(&problems))?;
             let key = RequestKey::of(&tenant.tenant, "CreateModel", &request.request_id, &request);
             self.core
                 .publish_model(&tenant.tenant, &request.source, format, &model, key)
@@ -96,7 +92,7 @@ impl ModelService for ModelApi {
             TenantName::parse("parent", &request.parent)?;
             require_source(&request.source)?;
             format(&request.source, request.format)?;
-            Ok(match compile(&request.source) {
+            Ok(match Model::from_text(&request.source) {
                 Ok(model) => proto::ValidateModelResponse {
                     valid: true,
                     problems: Vec::new(),
