@@ -275,11 +275,16 @@ impl Core {
         let reply = convert::engagement(name, &decision.state, model, now);
         match self.commit(name, 0, &decision, &reply, request.as_ref(), now).await {
             Ok(()) => Ok(reply),
-            Err(StoreError::AlreadyExists(_)) => Err(ApiError::AlreadyExists {
-                reason: "ENGAGEMENT_EXISTS",
-                message: format!("engagement '{name}' already exists"),
-            }),
-            Err(StoreError::DuplicateRequest | StoreError::Conflict) if request.is_some() => self
+            // The id may have been taken by a concurrent twin of this request (the same
+            // request_id): then the twin's response is the answer.
+            Err(StoreError::AlreadyExists(_)) => match self.replay::<proto::Engagement>(request.as_ref()).await? {
+                Some(replayed) => Ok(replayed),
+                None => Err(ApiError::AlreadyExists {
+                    reason: "ENGAGEMENT_EXISTS",
+                    message: format!("engagement '{name}' already exists"),
+                }),
+            },
+            Err(StoreError::DuplicateRequest) => self
                 .replay::<proto::Engagement>(request.as_ref())
                 .await?
                 .ok_or_else(|| StoreError::Conflict.into()),

@@ -212,3 +212,58 @@ async fn sqlite_missed_timers_fire_when_a_runner_starts() {
     let (store, _guard) = coachflow_store::testing::fresh_sqlite().await;
     missed_timers_fire_when_a_runner_starts(store).await;
 }
+
+/// Concurrent twins of one CreateEngagement (same request id, same engagement id) all get
+/// the first one's response, never ALREADY_EXISTS: the engagement exists once.
+async fn concurrent_twins_of_a_create_get_one_answer(store: Store) {
+    use coachflow_server::core::RequestKey;
+    use coachflow_server::proto;
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let core = core(store.clone(), &clock);
+    let model = publish(&core).await;
+    let request = proto::CreateEngagementRequest {
+        parent: "tenants/acme".to_owned(),
+        engagement_id: "twin".to_owned(),
+        request_id: "create-twin-1".to_owned(),
+        ..Default::default()
+    };
+    let twins = (0..8).map(|_| {
+        let (core, model) = (Arc::clone(&core), Arc::clone(&model));
+        let key = RequestKey::of("acme", "CreateEngagement", &request.request_id, &request);
+        tokio::spawn(async move {
+            let command = Command {
+                actor: Actor::Service("test".to_owned()),
+                action: Action::Start {
+                    model_version: 1,
+                    timezone: None,
+                    people: BTreeMap::from([
+                        ("client".to_owned(), vec!["p-1".to_owned()]),
+                        ("coach".to_owned(), vec!["c-1".to_owned()]),
+                    ]),
+                },
+            };
+            core.create(&EngagementName::new("acme", "twin"), &model, command, key)
+                .await
+        })
+    });
+    let mut answers = Vec::new();
+    for twin in twins.collect::<Vec<_>>() {
+        answers.push(twin.await.unwrap().unwrap());
+    }
+    assert!(answers.windows(2).all(|pair| pair[0] == pair[1]));
+    let history = store.history("acme", "twin", 0, 1000).await.unwrap();
+    assert_eq!(history.len() as u64, answers[0].event_count);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_twins_of_a_create_get_one_answer() {
+    let (store, guard) = coachflow_store::testing::fresh_postgres().await;
+    concurrent_twins_of_a_create_get_one_answer(store).await;
+    guard.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_twins_of_a_create_get_one_answer() {
+    let (store, _guard) = coachflow_store::testing::fresh_sqlite().await;
+    concurrent_twins_of_a_create_get_one_answer(store).await;
+}
