@@ -1,12 +1,13 @@
 //! Coachflow's database migrations, run by `coachflow migrate` and at start-up.
 //!
-//! Every migration is written with sea-query's schema builder so one definition runs on
-//! SQLite and PostgreSQL alike.
+//! Every migration is written with sea-query's schema builder (or, where it has no words for
+//! it, in SQL both backends share) so one definition runs on SQLite and PostgreSQL alike.
 
 use sea_orm_migration::MigrationTrait;
 pub use sea_orm_migration::MigratorTrait;
 
 mod m20261121_000001_initial;
+mod m20261122_000002_relay;
 
 /// All of Coachflow's migrations, oldest first.
 #[derive(Debug)]
@@ -15,6 +16,9 @@ pub struct Migrator;
 #[sea_orm_migration::async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261121_000001_initial::Migration)]
+        vec![
+            Box::new(m20261121_000001_initial::Migration),
+            Box::new(m20261122_000002_relay::Migration),
+        ]
     }
 }

@@ -1,17 +1,77 @@
 //! The public face of an engagement's events: what downstream systems (HRIS, L&D) may see.
 //!
 //! Confidentiality is a rule here, not a setting: a public event carries ids, keys, states,
-//! times and counts. Notes, reasons, goal wording, commitment text and task outputs never
-//! appear. Person ids are passed through as the opaque ids the caller gave.
+//! times and counts. Notes, reasons, goal wording and commitment text never appear. A task
+//! output appears only when it is a typed value (number, integer, boolean, date or enum
+//! value) and the model made it visible to the events' [`Audience`]; `text` and `string`
+//! outputs never do, whatever their visibility. Person ids are passed through as the opaque
+//! ids the caller gave.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use coachflow_model::{Model, OutputType};
 use serde_json::{Map, Value, json};
 
 use crate::event::{Event, EventKind};
-use crate::state::EngagementState;
+use crate::state::{EngagementState, EngagementStatus};
 
 /// CloudEvents `specversion` of every public event.
 pub const SPEC_VERSION: &str = "1.0";
+
+/// Every `(entity, action)` a public event can have, as [`EventKind::public_name`] gives it.
+pub const PUBLIC_EVENTS: [(&str, &str); 16] = [
+    ("engagement", "started"),
+    ("engagement", "suspended"),
+    ("engagement", "resumed"),
+    ("engagement", "completed"),
+    ("engagement", "cancelled"),
+    ("phase", "entered"),
+    ("phase", "completed"),
+    ("task", "opened"),
+    ("task", "completed"),
+    ("task", "skipped"),
+    ("task", "due_soon"),
+    ("task", "overdue"),
+    ("task", "escalated"),
+    ("milestone", "reached"),
+    ("goal", "set"),
+    ("goal", "achieved"),
+];
+
+/// The CloudEvents `source` of a tenant's events.
+pub fn event_source(tenant: &str) -> String {
+    format!("//coachflow.dev/tenants/{tenant}")
+}
+
+/// Who receives the public events, by the names a model's output `visibility` lists: the
+/// built-in audience `integration`, or roles such as `hr`. An output is published only
+/// when its visibility names one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience {
+    names: Vec<String>,
+}
+
+impl Audience {
+    pub fn new(names: impl IntoIterator<Item = impl Into<String>>) -> Audience {
+        Audience {
+            names: names.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    fn sees(&self, visibility: &[String]) -> bool {
+        visibility.iter().any(|name| self.names.contains(name))
+    }
+}
+
+impl Default for Audience {
+    /// The built-in `integration` audience.
+    fn default() -> Audience {
+        Audience::new([coachflow_model::INTEGRATION_AUDIENCE])
+    }
+}
 
 /// One public event, ready for the outbox: CloudEvents attributes and JSON data.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,8 +98,15 @@ pub struct EngagementRef<'a> {
 }
 
 /// The public form of `event`, or `None` for an internal one. `state` is the engagement's
-/// state after the event (or later): task events take the task's key and phase from it.
-pub fn public_event(engagement: EngagementRef<'_>, state: &EngagementState, event: &Event) -> Option<PublicEvent> {
+/// state after the event (or later): task events take the task's key and phase from it;
+/// `model` (the engagement's) says which outputs `audience` may see.
+pub fn public_event(
+    engagement: EngagementRef<'_>,
+    model: &Model,
+    audience: &Audience,
+    state: &EngagementState,
+    event: &Event,
+) -> Option<PublicEvent> {
     let (entity, action) = event.kind.public_name()?;
     let mut data = Map::new();
     data.insert("engagement".to_owned(), Value::from(engagement.name));
@@ -56,11 +123,17 @@ pub fn public_event(engagement: EngagementRef<'_>, state: &EngagementState, even
             data.insert("timezone".to_owned(), Value::from(timezone.as_str()));
             data.insert("people".to_owned(), json!(people));
         }
-        EventKind::EngagementSuspended { .. }
-        | EventKind::EngagementResumed
-        | EventKind::EngagementCompleted
-        | EventKind::EngagementCancelled { .. } => {
-            data.insert("state".to_owned(), Value::from(action));
+        EventKind::EngagementSuspended { .. } => {
+            data.insert("state".to_owned(), Value::from(EngagementStatus::Suspended.as_str()));
+        }
+        EventKind::EngagementResumed => {
+            data.insert("state".to_owned(), Value::from(EngagementStatus::Active.as_str()));
+        }
+        EventKind::EngagementCompleted => {
+            data.insert("state".to_owned(), Value::from(EngagementStatus::Completed.as_str()));
+        }
+        EventKind::EngagementCancelled { .. } => {
+            data.insert("state".to_owned(), Value::from(EngagementStatus::Cancelled.as_str()));
         }
         EventKind::PhaseEntered { phase, iteration } => {
             data.insert("phase".to_owned(), Value::from(phase.as_str()));
@@ -81,7 +154,14 @@ pub fn public_event(engagement: EngagementRef<'_>, state: &EngagementState, even
                 due_at.map_or(Value::Null, |at| Value::from(timestamp(at))),
             );
         }
-        EventKind::TaskCompleted { id, .. } | EventKind::TaskSkipped { id, .. } | EventKind::TaskEscalated { id } => {
+        EventKind::TaskCompleted { id, outputs } => {
+            task_fields(&mut data, state, id);
+            data.insert(
+                "outputs".to_owned(),
+                Value::Object(visible_outputs(model, audience, state, id, outputs)),
+            );
+        }
+        EventKind::TaskSkipped { id, .. } | EventKind::TaskEscalated { id } => {
             task_fields(&mut data, state, id);
         }
         EventKind::TaskDueSoon { id, due_at } | EventKind::TaskOverdue { id, due_at } => {
@@ -134,17 +214,50 @@ fn task_fields(data: &mut Map<String, Value>, state: &EngagementState, id: &str)
         task.phase.as_deref().map_or(Value::Null, Value::from),
     );
     data.insert("iteration".to_owned(), Value::from(task.iteration));
-    if let Some(occurrence) = task.occurrence {
-        data.insert("occurrence".to_owned(), Value::from(occurrence));
-    }
-    if let Some(subject) = &task.subject {
-        data.insert("subject".to_owned(), Value::from(subject.as_str()));
-    }
-    if let Some(assignee) = &task.assignee {
-        data.insert("assignee".to_owned(), Value::from(assignee.as_str()));
+    data.insert(
+        "occurrence".to_owned(),
+        task.occurrence.map_or(Value::Null, Value::from),
+    );
+    data.insert(
+        "subject".to_owned(),
+        task.subject.as_deref().map_or(Value::Null, Value::from),
+    );
+    data.insert(
+        "assignee".to_owned(),
+        task.assignee.as_deref().map_or(Value::Null, Value::from),
+    );
+}
+
+/// The outputs of task instance `id` that `audience` may see: typed values only.
+fn visible_outputs(
+    model: &Model,
+    audience: &Audience,
+    state: &EngagementState,
+    id: &str,
+    outputs: &std::collections::BTreeMap<String, Value>,
+) -> Map<String, Value> {
+    let Some(task) = state.tasks.get(id).and_then(|task| model.task_id(&task.task)) else {
+        return Map::new();
+    };
+    model
+        .task_spec(task)
+        .outputs
+        .iter()
+        .filter(|output| publishable(output.output_type) && audience.sees(&output.visibility))
+        .filter_map(|output| Some((output.key.clone(), outputs.get(&output.key)?.clone())))
+        .filter(|(_, value)| !value.is_null())
+        .collect()
+}
+
+/// Whether values of this type may leave in an event: typed values, never free text.
+pub fn publishable(output_type: OutputType) -> bool {
+    match output_type {
+        OutputType::Number | OutputType::Integer | OutputType::Boolean | OutputType::Date | OutputType::Enum => true,
+        OutputType::String | OutputType::Text => false,
     }
 }
 
-fn timestamp(at: DateTime<Utc>) -> String {
+/// A time as public events write it: RFC 3339 in UTC (`2026-03-02T09:00:00Z`).
+pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }

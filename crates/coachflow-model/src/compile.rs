@@ -106,6 +106,10 @@ impl Vocabulary for Checker<'_> {
     }
 }
 
+/// The audience of the public events (HRIS, L&D systems): an output's `visibility` may name
+/// it beside the model's roles.
+pub const INTEGRATION_AUDIENCE: &str = "integration";
+
 fn task_path(phase: Option<usize>, index: usize) -> String {
     match phase {
         Some(phase) => format!("spec.phases[{phase}].tasks[{index}]"),
@@ -166,6 +170,12 @@ impl<'a> Checker<'a> {
         let mut seen = HashMap::new();
         for (index, role) in spec.roles.iter().enumerate() {
             self.check_key(&format!("spec.roles[{index}].key"), &role.key, "role", &mut seen);
+            if role.key == INTEGRATION_AUDIENCE {
+                self.report(
+                    format!("spec.roles[{index}].key"),
+                    format!("'{INTEGRATION_AUDIENCE}' is the public events' audience, not a role; choose another key"),
+                );
+            }
         }
         let mut seen = HashMap::new();
         for (index, milestone) in spec.milestones.iter().enumerate() {
@@ -445,7 +455,20 @@ impl<'a> Checker<'a> {
                 _ => {}
             }
             for (role_position, role) in output.visibility.iter().enumerate() {
-                self.check_role(format!("{output_path}.visibility[{role_position}]"), role);
+                let role_path = format!("{output_path}.visibility[{role_position}]");
+                if role != INTEGRATION_AUDIENCE {
+                    self.check_role(role_path, role);
+                } else if matches!(output.output_type, OutputType::Text | OutputType::String) {
+                    self.report(
+                        role_path,
+                        format!(
+                            "a {} output never leaves in an event, so it cannot be visible to \
+                             '{INTEGRATION_AUDIENCE}'; record a typed value (number, integer, boolean, \
+                             date or enum) for integrations",
+                            output.output_type.as_str()
+                        ),
+                    );
+                }
             }
         }
         if let Some(milestone) = &task.milestone {

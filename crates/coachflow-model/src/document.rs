@@ -254,7 +254,9 @@ pub struct Output {
     /// The allowed values of an `enum` output.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
-    /// Roles that may see the value. Empty: only the coach and the client.
+    /// Roles that may see the value, and `integration` for the public events (typed
+    /// values only: a `text` or `string` output never leaves in an event). Empty: only the
+    /// coach and the client.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub visibility: Vec<String>,
 }

@@ -15,6 +15,7 @@ mod parse;
 mod schedule;
 
 pub use cel;
+pub use compile::INTEGRATION_AUDIENCE;
 pub use compile::{Problem, Problems, compile, is_valid_key, is_valid_output_key};
 pub use document::{
     API_VERSION, Exit, KIND, Metadata, Milestone, Output, OutputType, Phase, ProcessModel, Repeat, Role, Spec, Task,

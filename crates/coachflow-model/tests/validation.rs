@@ -378,6 +378,51 @@ fn unknown_role_in_output_visibility() {
 }
 
 #[test]
+fn typed_outputs_may_be_visible_to_the_integration_audience() {
+    let mut document = base();
+    session(&mut document).outputs = task(
+        "{key: x, name: X, kind: session, outputs: [{key: score, type: integer, visibility: [coach, integration]}, {key: ready, type: enum, values: [yes, no], visibility: [integration]}]}",
+    )
+    .outputs;
+    if let Err(problems) = coachflow_model::compile(document) {
+        panic!("refused: {problems:?}");
+    }
+}
+
+#[test]
+fn free_text_cannot_be_visible_to_the_integration_audience() {
+    assert_problems(
+        |document| {
+            session(document).outputs = task(
+                "{key: x, name: X, kind: session, outputs: [{key: notes, type: text, visibility: [coach, integration]}, {key: doc, type: string, visibility: [integration]}]}",
+            )
+            .outputs
+        },
+        &[
+            (
+                "spec.phases[1].tasks[0].outputs[0].visibility[1]",
+                "a text output never leaves in an event, so it cannot be visible to 'integration'; record a typed value (number, integer, boolean, date or enum) for integrations",
+            ),
+            (
+                "spec.phases[1].tasks[0].outputs[1].visibility[0]",
+                "a string output never leaves in an event, so it cannot be visible to 'integration'; record a typed value (number, integer, boolean, date or enum) for integrations",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn integration_is_not_a_role_key() {
+    assert_problems(
+        |document| document.spec.roles.push(role("{key: integration, name: HRIS}")),
+        &[(
+            "spec.roles[3].key",
+            "'integration' is the public events' audience, not a role; choose another key",
+        )],
+    );
+}
+
+#[test]
 fn unknown_role_in_exit_approval() {
     assert_problems(
         |document| {

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use coachflow_broker::RelaySettings;
+use coachflow_engine::Audience;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -17,7 +19,15 @@ pub const ENV_PREFIX: &str = "COACHFLOW_";
 /// `COACHFLOW_*` variables that are not settings: the configuration file, the client's
 /// and the test tooling's own (`COACHFLOW_TEST_*` too). Any other unknown one is refused, so
 /// a misspelt setting does not go unnoticed.
-const NOT_SETTINGS: &[&str] = &["CONFIG", "SERVER", "TENANT", "ACTOR", "BIN", "SKIP_SERVICES"];
+const NOT_SETTINGS: &[&str] = &[
+    "CONFIG",
+    "SERVER",
+    "TENANT",
+    "ACTOR",
+    "BIN",
+    "SKIP_SERVICES",
+    "SKIP_ASYNCAPI",
+];
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -30,6 +40,8 @@ pub struct Config {
     pub commands: CommandsConfig,
     pub idempotency: IdempotencyConfig,
     pub shutdown: ShutdownConfig,
+    pub broker: BrokerConfig,
+    pub events: EventsConfig,
     /// This replica's name in timer claims and logs; default `<hostname>-<pid>`.
     pub instance_id: String,
     /// Testing aid: read the time from this file (an RFC 3339 timestamp) instead of the
@@ -117,6 +129,67 @@ pub struct IdempotencyConfig {
 pub struct ShutdownConfig {
     /// How long in-flight requests may take to finish after SIGTERM.
     pub grace: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// RabbitMQ's AMQP URL, `amqp://user:password@host:5672/%2f`. Empty: no relay; the
+    /// public events stay readable through `WatchEvents`.
+    pub url: String,
+    /// The durable topic exchange the events are published to.
+    pub exchange: String,
+    /// Declare the exchange on connect (durable, topic); off when it is provisioned
+    /// separately.
+    pub declare_exchange: bool,
+    /// `binary` (CloudEvents attributes as `cloudEvents_*` headers, the data as the body) or
+    /// `structured` (one `application/cloudevents+json` body).
+    pub content_mode: String,
+    /// Outbox rows claimed at a time.
+    pub batch_size: u64,
+    /// Longest wait between looks at the outbox for events committed by other replicas.
+    pub poll_interval: String,
+    /// How long a relay's claim on engagements holds before another replica may take them
+    /// over (after a crash, their unconfirmed events are sent again then).
+    pub lease: String,
+    /// How long to wait for the broker's confirm (or to connect) before reconnecting.
+    pub confirm_timeout: String,
+    /// First pause between reconnection attempts; it doubles up to `reconnect_max`.
+    pub reconnect_min: String,
+    pub reconnect_max: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Who receives the public events, comma-separated: `integration` and/or roles such as
+    /// `hr`. A typed task output is published only if its `visibility` names one of them.
+    pub audience: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            url: String::new(),
+            exchange: "coachflow.events".to_owned(),
+            declare_exchange: true,
+            content_mode: "binary".to_owned(),
+            batch_size: 500,
+            poll_interval: "1s".to_owned(),
+            lease: "30s".to_owned(),
+            confirm_timeout: "10s".to_owned(),
+            reconnect_min: "200ms".to_owned(),
+            reconnect_max: "30s".to_owned(),
+        }
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            audience: coachflow_model::INTEGRATION_AUDIENCE.to_owned(),
+        }
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -221,6 +294,9 @@ pub struct Settings {
     pub lease: Duration,
     pub idempotency_ttl: Duration,
     pub shutdown_grace: Duration,
+    /// The event relay, when a broker URL is set.
+    pub relay: Option<RelaySettings>,
+    pub audience: Audience,
 }
 
 impl Config {
@@ -317,6 +393,8 @@ impl Config {
                 .unwrap_or_else(|| "coachflow".to_owned());
             self.instance_id = format!("{host}-{}", std::process::id());
         }
+        let relay = self.relay_settings()?;
+        let audience = audience(&self.events.audience)?;
         Ok(Settings {
             config: self,
             grpc_listen,
@@ -325,8 +403,75 @@ impl Config {
             lease,
             idempotency_ttl,
             shutdown_grace,
+            relay,
+            audience,
         })
     }
+
+    fn relay_settings(&self) -> Result<Option<RelaySettings>, ConfigError> {
+        let broker = &self.broker;
+        if broker.url.is_empty() {
+            return Ok(None);
+        }
+        coachflow_broker::check_url(&broker.url).map_err(|error| {
+            ConfigError::new(
+                "broker.url",
+                format!("'{}' is not an AMQP URL: {error}", crate::serve::redact(&broker.url)),
+            )
+        })?;
+        coachflow_broker::check_exchange(&broker.exchange)
+            .map_err(|error| ConfigError::new("broker.exchange", error))?;
+        let mode = broker
+            .content_mode
+            .parse()
+            .map_err(|error| ConfigError::new("broker.content_mode", error))?;
+        if broker.batch_size == 0 {
+            return Err(ConfigError::new("broker.batch_size", "must be at least 1"));
+        }
+        let reconnect_min = parse_duration("broker.reconnect_min", &broker.reconnect_min)?;
+        let reconnect_max = parse_duration("broker.reconnect_max", &broker.reconnect_max)?;
+        if reconnect_max < reconnect_min {
+            return Err(ConfigError::new(
+                "broker.reconnect_max",
+                format!(
+                    "must not be shorter than broker.reconnect_min ({})",
+                    broker.reconnect_min
+                ),
+            ));
+        }
+        let positive = |setting: &str, text: &str| {
+            let duration = parse_duration(setting, text)?;
+            if duration.is_zero() {
+                return Err(ConfigError::new(setting, "must be longer than 0"));
+            }
+            Ok(duration)
+        };
+        Ok(Some(RelaySettings {
+            url: broker.url.clone(),
+            exchange: broker.exchange.clone(),
+            mode,
+            declare_exchange: broker.declare_exchange,
+            owner: self.instance_id.clone(),
+            batch_size: broker.batch_size,
+            poll_interval: positive("broker.poll_interval", &broker.poll_interval)?,
+            lease: positive("broker.lease", &broker.lease)?,
+            confirm_timeout: positive("broker.confirm_timeout", &broker.confirm_timeout)?,
+            reconnect_min,
+            reconnect_max,
+        }))
+    }
+}
+
+/// `integration,hr` → the audience of those names.
+fn audience(text: &str) -> Result<Audience, ConfigError> {
+    let names: Vec<&str> = text.split(',').map(str::trim).filter(|name| !name.is_empty()).collect();
+    if let Some(name) = names.iter().find(|name| !coachflow_model::is_valid_key(name)) {
+        return Err(ConfigError::new(
+            "events.audience",
+            format!("'{name}' is not a role key or 'integration'"),
+        ));
+    }
+    Ok(Audience::new(names))
 }
 
 fn address(setting: &str, text: &str) -> Result<SocketAddr, ConfigError> {
@@ -535,6 +680,71 @@ mod tests {
         assert_eq!(parse_duration("x", "7d").unwrap(), Duration::from_secs(7 * 86_400));
         assert!(parse_duration("x", "s").is_err());
         assert!(parse_duration("x", "10").is_err());
+    }
+
+    #[test]
+    fn the_relay_runs_only_with_a_broker_url() {
+        let settings = Config::load(None, env(&[]), &Vec::new()).unwrap().validate().unwrap();
+        assert!(settings.relay.is_none());
+        assert_eq!(settings.audience, Audience::new(["integration"]));
+        let settings = Config::load(
+            None,
+            env(&[
+                ("COACHFLOW_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+                ("COACHFLOW_BROKER_CONTENT_MODE", "structured"),
+                ("COACHFLOW_EVENTS_AUDIENCE", "integration, hr"),
+            ]),
+            &Vec::new(),
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        let relay = settings.relay.unwrap();
+        assert_eq!(relay.exchange, "coachflow.events");
+        assert_eq!(relay.mode, coachflow_broker::ContentMode::Structured);
+        assert_eq!(relay.owner, settings.config.instance_id);
+        assert_eq!(relay.lease, Duration::from_secs(30));
+        assert_eq!(settings.audience, Audience::new(["integration", "hr"]));
+    }
+
+    #[test]
+    fn broker_settings_are_checked() {
+        let check = |pairs: &[(&str, &str)]| {
+            let mut overrides = vec![("broker.url".to_owned(), "amqp://u:secret@h:5672/%2f".to_owned())];
+            overrides.extend(
+                pairs
+                    .iter()
+                    .map(|(path, value)| ((*path).to_owned(), (*value).to_owned())),
+            );
+            Config::load(None, env(&[]), &overrides)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string()
+        };
+        let error = check(&[("broker.url", "http://u:secret@h/")]);
+        assert!(
+            error.starts_with("broker.url: 'http://u:***@h/' is not an AMQP URL"),
+            "{error}"
+        );
+        assert!(!error.contains("secret"), "{error}");
+        assert_eq!(
+            check(&[("broker.exchange", "events/all")]),
+            "broker.exchange: 'events/all' is not an exchange name (1 to 255 letters, digits, '-', '_', '.' or ':')"
+        );
+        assert_eq!(
+            check(&[("broker.content_mode", "batched")]),
+            "broker.content_mode: 'batched' is neither binary nor structured"
+        );
+        assert_eq!(check(&[("broker.lease", "0s")]), "broker.lease: must be longer than 0");
+        assert_eq!(
+            check(&[("broker.reconnect_max", "100ms")]),
+            "broker.reconnect_max: must not be shorter than broker.reconnect_min (200ms)"
+        );
+        assert_eq!(
+            check(&[("events.audience", "HR team")]),
+            "events.audience: 'HR team' is not a role key or 'integration'"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use coachflow_engine::{
-    Action, Actor, Command, Decision, Effect, EngagementRef, EngagementState, decide, public_event,
+    Action, Actor, Audience, Command, Decision, Effect, EngagementRef, EngagementState, decide, public_event,
 };
 use coachflow_model::Model;
 use coachflow_store::{
@@ -32,6 +32,8 @@ pub struct CoreSettings {
     pub max_retries: u32,
     /// How long request ids are remembered.
     pub idempotency_ttl: Duration,
+    /// Who receives the public events: which outputs they may carry.
+    pub audience: Audience,
 }
 
 /// A request that carries a `request_id`: remembered with its response.
@@ -71,6 +73,14 @@ pub struct Mutation {
     /// The sequence the caller's etag names, if it sent one.
     pub expected_sequence: Option<u64>,
     pub request: Option<RequestKey>,
+}
+
+/// A decision ready to commit: the model it was made with and the reply it gives.
+#[derive(Clone, Copy)]
+struct Decided<'a> {
+    model: &'a Model,
+    decision: &'a Decision,
+    reply: &'a proto::Engagement,
 }
 
 /// What [`Core::execute`] did.
@@ -273,7 +283,12 @@ impl Core {
         let now = self.now();
         let decision = decide(model, &EngagementState::default(), &command, now)?;
         let reply = convert::engagement(name, &decision.state, model, now);
-        match self.commit(name, 0, &decision, &reply, request.as_ref(), now).await {
+        let decided = Decided {
+            model,
+            decision: &decision,
+            reply: &reply,
+        };
+        match self.commit(name, 0, decided, request.as_ref(), now).await {
             Ok(()) => Ok(reply),
             // The id may have been taken by a concurrent twin of this request (the same
             // request_id): then the twin's response is the answer.
@@ -335,8 +350,13 @@ impl Core {
                     events: 0,
                 });
             }
+            let decided = Decided {
+                model: &model,
+                decision: &decision,
+                reply: &reply,
+            };
             match self
-                .commit(name, sequence, &decision, &reply, mutation.request.as_ref(), now)
+                .commit(name, sequence, decided, mutation.request.as_ref(), now)
                 .await
             {
                 Ok(()) => {
@@ -369,20 +389,21 @@ impl Core {
         &self,
         name: &EngagementName,
         expected_sequence: u64,
-        decision: &Decision,
-        reply: &proto::Engagement,
+        decided: Decided<'_>,
         request: Option<&RequestKey>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let Decided { model, decision, reply } = decided;
         let engagement_name = name.to_string();
         let reference = EngagementRef {
             tenant: &name.tenant,
             name: &engagement_name,
         };
+        let traceparent = crate::trace::current().map(|context| context.traceparent());
         let outbox: Vec<NewOutboxEvent> = decision
             .events
             .iter()
-            .filter_map(|event| public_event(reference, &decision.state, event))
+            .filter_map(|event| public_event(reference, model, &self.settings.audience, &decision.state, event))
             .map(|event| NewOutboxEvent {
                 event_id: event.id,
                 sequence: event.sequence,
@@ -391,6 +412,7 @@ impl Core {
                 subject: event.subject,
                 time: event.time,
                 data: event.data.to_string(),
+                traceparent: traceparent.clone(),
             })
             .collect();
         let idempotency = request.map(|request| self.idempotency_key(request, reply.encode_to_vec(), now));

@@ -22,3 +22,4 @@ pub mod serve;
 pub mod services;
 pub mod telemetry;
 pub mod timers;
+pub mod trace;

@@ -23,6 +23,7 @@ use crate::services::engagements::EngagementApi;
 use crate::services::events::EventApi;
 use crate::services::models::ModelApi;
 use crate::timers::{self, RunnerSettings};
+use crate::trace::Traced;
 
 /// Connects to the database and brings its schema up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
@@ -89,6 +90,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
         CoreSettings {
             max_retries: config.commands.max_retries,
             idempotency_ttl: settings.idempotency_ttl,
+            audience: settings.audience.clone(),
         },
     ));
 
@@ -124,6 +126,24 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
         ))
     });
     let mut scheduler = periodic_jobs(&settings, &core).await?;
+    // The relay stops after the gRPC server, so what in-flight requests commit still goes out.
+    let (relay_stop, relay_shutdown) = watch::channel(false);
+    let relay = match &settings.relay {
+        Some(relay_settings) => {
+            let clock = Arc::clone(&core);
+            Some(tokio::spawn(coachflow_broker::run(
+                store.clone(),
+                relay_settings.clone(),
+                Arc::new(move || clock.now()),
+                core.watch_commits(),
+                relay_shutdown,
+            )))
+        }
+        None => {
+            tracing::info!("no broker.url: public events are served by WatchEvents only");
+            None
+        }
+    };
 
     let limit = config.grpc.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -135,12 +155,19 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    tracing::info!(grpc = %bound.grpc, metrics = ?bound.metrics, database = %redact(&config.database.url), "serving");
+    tracing::info!(
+        grpc = %bound.grpc,
+        metrics = ?bound.metrics,
+        database = %redact(&config.database.url),
+        broker = %redact(&config.broker.url),
+        "serving"
+    );
     ready(bound);
 
     let mut stop = shutdown.clone();
     let server = tonic::transport::Server::builder()
         .layer(OversizeStatus::layer())
+        .layer(Traced::layer())
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -174,6 +201,14 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
     }
     if let Some(runner) = runner {
         let _ = runner.await;
+    }
+    let _ = relay_stop.send(true);
+    if let Some(relay) = relay
+        && tokio::time::timeout(settings.shutdown_grace, relay).await.is_err()
+    {
+        tracing::warn!(
+            "the event relay did not stop within the grace period; unconfirmed events are sent on the next start"
+        );
     }
     if let Err(error) = scheduler.shutdown().await {
         tracing::warn!(error = %error, "periodic jobs did not stop cleanly");

@@ -19,6 +19,7 @@ use crate::core::{Core, Mutation};
 use crate::error::ApiError;
 use crate::metrics as names;
 use crate::names::EngagementName;
+use crate::trace::{self, TraceContext};
 
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
@@ -85,17 +86,16 @@ pub async fn run(core: Arc<Core>, settings: RunnerSettings, mut shutdown: watch:
 #[tracing::instrument(skip_all, fields(engagement = %timer.engagement, timer = %timer.timer_id))]
 async fn fire(core: &Core, owner: &str, timer: DueTimer) {
     let engagement = EngagementName::new(&timer.tenant, &timer.engagement);
-    let result = core
-        .execute(Mutation {
-            engagement,
-            actor: Actor::System,
-            action: Action::FireTimer {
-                timer: timer.timer_id.clone(),
-            },
-            expected_sequence: None,
-            request: None,
-        })
-        .await;
+    let mutation = Mutation {
+        engagement,
+        actor: Actor::System,
+        action: Action::FireTimer {
+            timer: timer.timer_id.clone(),
+        },
+        expected_sequence: None,
+        request: None,
+    };
+    let result = trace::in_context(TraceContext::root(), "timer", core.execute(mutation)).await;
     let lag = (core.now() - timer.fires_at).to_std().unwrap_or(Duration::ZERO);
     match result {
         // Fired: the commit removed the timer row. No events: the timer was already gone

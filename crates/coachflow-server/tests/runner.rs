@@ -55,6 +55,7 @@ fn core(store: Store, clock: &Arc<ManualClock>) -> Arc<Core> {
         CoreSettings {
             max_retries: 8,
             idempotency_ttl: Duration::from_secs(3600),
+            audience: coachflow_engine::Audience::default(),
         },
     ))
 }

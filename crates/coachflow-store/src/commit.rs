@@ -447,8 +447,7 @@ fn outbox_rows(commit: &Commit<'_>) -> Result<Vec<outbox::ActiveModel>, StoreErr
                 data: ActiveValue::Set(row.data.clone()),
                 created_at: ActiveValue::Set(commit.now),
                 sent_at: ActiveValue::Set(None),
-                claimed_by: ActiveValue::Set(None),
-                claimed_until: ActiveValue::Set(None),
+                traceparent: ActiveValue::Set(row.traceparent.clone()),
             })
         })
         .collect()

@@ -27,6 +27,6 @@ pub use engagements::{EngagementFilter, EngagementSummary, LoadedEngagement};
 pub use error::StoreError;
 pub use idempotency::{NewIdempotencyKey, StoredIdempotencyKey};
 pub use models::{NewModelVersion, StoredModel};
-pub use outbox::{NewOutboxEvent, OutboxRow};
+pub use outbox::{NewOutboxEvent, OutboxBacklog, OutboxRow};
 pub use tasks::{OpenTaskCounts, TaskCursor, TaskFilter, TaskQueue, TaskRow};
 pub use timers::DueTimer;

@@ -34,11 +34,7 @@ impl Store {
         lease: Duration,
         limit: u64,
     ) -> Result<Vec<DueTimer>, StoreError> {
-        let lease = chrono::Duration::from_std(lease)
-            .map_err(|_| StoreError::Invalid(format!("timer lease {lease:?} is too long")))?;
-        let claimed_until = now
-            .checked_add_signed(lease)
-            .ok_or_else(|| StoreError::Invalid(format!("timer lease {lease} is too long")))?;
+        let claimed_until = crate::outbox::lease_end(now, lease)?;
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",

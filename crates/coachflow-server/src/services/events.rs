@@ -67,7 +67,7 @@ fn public_event(row: &OutboxRow) -> proto::PublicEvent {
     proto::PublicEvent {
         position: row.position,
         id: row.event_id.clone(),
-        source: format!("//coachflow.dev/tenants/{}", row.tenant),
+        source: coachflow_engine::event_source(&row.tenant),
         r#type: row.event_type.clone(),
         subject: row.subject.clone(),
         time: Some(convert::timestamp(row.time)),

@@ -7,5 +7,6 @@ pub mod event;
 pub mod idempotency_key;
 pub mod model_version;
 pub mod outbox;
+pub mod outbox_claim;
 pub mod snapshot;
 pub mod timer;

@@ -20,8 +20,8 @@ pub struct Model {
     pub data: String,
     pub created_at: DateTimeUtc,
     pub sent_at: Option<DateTimeUtc>,
-    pub claimed_by: Option<String>,
-    pub claimed_until: Option<DateTimeUtc>,
+    /// The W3C `traceparent` of the command that wrote the row.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -64,6 +64,10 @@ suite! {
     listing::gauges_count_engagements_and_tasks,
     outbox::outbox_rows_read_in_position_order,
     outbox::a_watcher_following_positions_misses_nothing,
+    outbox::relay_claims_exclude_other_relays_until_released,
+    outbox::a_limited_claim_takes_a_prefix_of_each_engagement,
+    outbox::an_expired_claim_is_taken_over,
+    outbox::concurrent_claims_hold_disjoint_engagements,
 }
 
 /// The embedded default: an in-memory SQLite database works like a file.

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -165,5 +166,170 @@ fn goal_set(n: u32) -> coachflow_engine::Action {
         measure: None,
         target: None,
         due: None,
+    }
+}
+
+const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The rows of `rows` per engagement, in the order given.
+fn by_engagement(rows: &[OutboxRow]) -> BTreeMap<String, Vec<u64>> {
+    let mut engagements: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for row in rows {
+        engagements
+            .entry(format!("{}/{}", row.tenant, row.engagement))
+            .or_default()
+            .push(row.sequence);
+    }
+    engagements
+}
+
+/// Starts `count` engagements of tenant acme, each with a few goals: several outbox rows
+/// each; returns every row.
+async fn engagements_with_rows(store: &coachflow_store::Store, count: usize) -> Vec<OutboxRow> {
+    let model = four_stage();
+    for n in 0..count {
+        let id = format!("eng-{n}");
+        start(store, model, "acme", &id, people("client-1", "coach-1"), t0()).await;
+        for goal in 0..2 {
+            act(store, model, "acme", &id, goal_set(goal), t0() + days(1))
+                .await
+                .unwrap();
+        }
+    }
+    store.read_outbox("acme", 0, None, 10_000).await.unwrap()
+}
+
+/// A relay claims unpublished rows in position order; another relay gets none of those
+/// engagements while the claim lasts, and marked rows are never claimed again.
+pub async fn relay_claims_exclude_other_relays_until_released(db: TestDb) {
+    let store = &db.store;
+    let all = engagements_with_rows(store, 3).await;
+    let claimed = store.claim_outbox("relay-a", t0(), LEASE, 1000).await.unwrap();
+    assert_eq!(claimed, all, "every unpublished row, by position");
+    assert!(
+        store
+            .claim_outbox("relay-b", t0(), LEASE, 1000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "relay b must not take engagements relay a holds"
+    );
+    // Relay a publishes the first engagement's rows and gives its claims up.
+    let first: Vec<u64> = all
+        .iter()
+        .filter(|row| row.engagement == "eng-0")
+        .map(|row| row.position)
+        .collect();
+    store.mark_outbox_sent(&first, t0()).await.unwrap();
+    store.mark_outbox_sent(&first, t0()).await.unwrap();
+    store.release_outbox_claims("relay-a").await.unwrap();
+    let rest = store.claim_outbox("relay-b", t0(), LEASE, 1000).await.unwrap();
+    let expected: Vec<OutboxRow> = all.iter().filter(|row| row.engagement != "eng-0").cloned().collect();
+    assert_eq!(rest, expected, "published rows are not claimed again");
+    let backlog = store.outbox_backlog().await.unwrap();
+    assert_eq!(backlog.rows, expected.len() as u64);
+    assert_eq!(backlog.oldest, Some(t0()));
+    // The holder claims again: its claim is renewed, not refused.
+    assert_eq!(
+        store.claim_outbox("relay-b", t0(), LEASE, 1000).await.unwrap(),
+        expected
+    );
+    let positions: Vec<u64> = expected.iter().map(|row| row.position).collect();
+    store.mark_outbox_sent(&positions, t0()).await.unwrap();
+    let backlog = store.outbox_backlog().await.unwrap();
+    assert_eq!((backlog.rows, backlog.oldest), (0, None));
+    assert!(
+        store
+            .claim_outbox("relay-a", t0(), LEASE, 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// With a limit, a claim holds the first rows by position: per engagement a prefix of its
+/// unpublished rows, never a later row without the earlier ones.
+pub async fn a_limited_claim_takes_a_prefix_of_each_engagement(db: TestDb) {
+    let store = &db.store;
+    let all = engagements_with_rows(store, 3).await;
+    let limit = all.len() as u64 / 2;
+    let claimed = store.claim_outbox("relay-a", t0(), LEASE, limit).await.unwrap();
+    assert_eq!(claimed, all[..claimed.len()], "the first rows by position");
+    assert_eq!(claimed.len() as u64, limit);
+    let held: BTreeMap<String, Vec<u64>> = by_engagement(&claimed);
+    // Relay b may only take engagements relay a claimed nothing of.
+    let other = store.claim_outbox("relay-b", t0(), LEASE, 1000).await.unwrap();
+    for (engagement, sequences) in by_engagement(&other) {
+        assert!(
+            !held.contains_key(&engagement),
+            "relay b took {engagement} {sequences:?} while relay a holds its earlier rows"
+        );
+    }
+    let untouched: Vec<OutboxRow> = all
+        .iter()
+        .filter(|row| !held.contains_key(&format!("{}/{}", row.tenant, row.engagement)))
+        .cloned()
+        .collect();
+    assert_eq!(other, untouched);
+}
+
+/// A claim whose lease ended (its relay died) is taken over by another relay, rows and all.
+pub async fn an_expired_claim_is_taken_over(db: TestDb) {
+    let store = &db.store;
+    let all = engagements_with_rows(store, 2).await;
+    assert_eq!(store.claim_outbox("relay-a", t0(), LEASE, 1000).await.unwrap(), all);
+    let during = t0() + chrono::Duration::seconds(29);
+    assert!(
+        store
+            .claim_outbox("relay-b", during, LEASE, 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let after = t0() + chrono::Duration::seconds(30);
+    assert_eq!(store.claim_outbox("relay-b", after, LEASE, 1000).await.unwrap(), all);
+    assert!(
+        store
+            .claim_outbox("relay-a", after, LEASE, 1000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the old holder lost its claim"
+    );
+}
+
+/// Relays claiming at the same moment never hold the same engagement, and between them
+/// they take every row.
+pub async fn concurrent_claims_hold_disjoint_engagements(db: TestDb) {
+    let all = engagements_with_rows(&db.store, 12).await;
+    for round in 0..3 {
+        let claimers: Vec<_> = (0..4)
+            .map(|n| {
+                let store = db.store.clone();
+                tokio::spawn(async move {
+                    let owner = format!("relay-{round}-{n}");
+                    store.claim_outbox(&owner, t0(), LEASE, 1000).await.unwrap()
+                })
+            })
+            .collect();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut taken = Vec::new();
+        for (n, claimer) in claimers.into_iter().enumerate() {
+            let rows = claimer.await.unwrap();
+            for engagement in by_engagement(&rows).into_keys() {
+                if let Some(other) = seen.insert(engagement.clone(), n) {
+                    panic!("relays {other} and {n} both hold {engagement}");
+                }
+            }
+            taken.extend(rows);
+        }
+        taken.sort_by_key(|row| row.position);
+        assert_eq!(taken, all, "round {round}: together the relays take every row");
+        for n in 0..4 {
+            db.store
+                .release_outbox_claims(&format!("relay-{round}-{n}"))
+                .await
+                .unwrap();
+        }
     }
 }

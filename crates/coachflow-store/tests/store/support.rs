@@ -90,6 +90,7 @@ pub fn outbox_for(tenant: &str, engagement: &str, events: &[Event]) -> Vec<NewOu
                 subject: format!("tenants/{tenant}/engagements/{engagement}"),
                 time: event.at,
                 data: json!({ "sequence": event.sequence }).to_string(),
+                traceparent: None,
             })
         })
         .collect()
