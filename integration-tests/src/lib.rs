@@ -5,9 +5,12 @@
 //! server that dies prints where its log is and how the log ends.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod amqp;
 pub mod client;
+pub mod contract;
 pub mod drive;
 pub mod history;
+pub mod proxy;
 pub mod server;
 
 pub use client::{ActorHeader, Engagements, Events, Models, TENANT, engagement_name, task_name};
