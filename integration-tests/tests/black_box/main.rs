@@ -39,6 +39,7 @@ macro_rules! on_both_backends {
 }
 
 mod api;
+mod broker;
 mod concurrency;
 mod durability;
 mod engagements;
