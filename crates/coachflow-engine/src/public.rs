@@ -261,3 +261,108 @@ pub fn publishable(output_type: OutputType) -> bool {
 pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::{Action, Actor, Command, decide};
+
+    const MODEL: &str = r#"
+apiVersion: coachflow.dev/v1
+kind: ProcessModel
+metadata: {key: audiences, name: Audiences}
+spec:
+  roles: [{key: coach}, {key: client}, {key: hr}]
+  phases:
+    - key: assessment
+      name: Assessment
+      tasks:
+        - key: assessment
+          name: Assessment
+          kind: assessment
+          assignee: coach
+          outputs:
+            - {key: score, type: integer, visibility: [integration]}
+            - {key: readiness, type: enum, values: [low, high], visibility: [hr]}
+            - {key: start_on, type: date, visibility: [hr, integration]}
+            - {key: private_rating, type: number, visibility: [coach]}
+            - {key: plan_ref, type: string, visibility: [hr]}
+            - {key: notes, type: text, visibility: [coach, client, hr]}
+"#;
+
+    /// The `outputs` of the `task.completed` event for `audience`.
+    fn published_outputs(audience: &Audience) -> Value {
+        let model = Model::from_text(MODEL).unwrap();
+        let now = "2026-03-02T09:00:00Z".parse().unwrap();
+        let actor = Actor::Person("coach-1".to_owned());
+        let people = BTreeMap::from([
+            ("coach".to_owned(), vec!["coach-1".to_owned()]),
+            ("client".to_owned(), vec!["client-1".to_owned()]),
+            ("hr".to_owned(), vec!["hr-1".to_owned()]),
+        ]);
+        let start = Action::Start {
+            model_version: 1,
+            timezone: None,
+            people,
+        };
+        let started = decide(
+            &model,
+            &EngagementState::default(),
+            &Command {
+                actor: actor.clone(),
+                action: start,
+            },
+            now,
+        )
+        .unwrap();
+        let outputs = json!({
+            "score": 7, "readiness": "high", "start_on": "2026-04-01", "private_rating": 4.5,
+            "plan_ref": "doc-1", "notes": "struggles with delegation",
+        });
+        let complete = Action::CompleteTask {
+            task: "assessment".to_owned(),
+            outputs: outputs.as_object().unwrap().clone().into_iter().collect(),
+        };
+        let completed = decide(
+            &model,
+            &started.state,
+            &Command {
+                actor,
+                action: complete,
+            },
+            now,
+        )
+        .unwrap();
+        let reference = EngagementRef {
+            tenant: "acme",
+            name: "tenants/acme/engagements/e",
+        };
+        let event = completed
+            .events
+            .iter()
+            .filter_map(|event| public_event(reference, &model, audience, &completed.state, event))
+            .find(|event| event.event_type == "dev.coachflow.task.completed.v1")
+            .expect("a task.completed event");
+        event.data["outputs"].clone()
+    }
+
+    #[test]
+    fn outputs_are_published_only_to_the_audiences_their_visibility_names() {
+        assert_eq!(
+            published_outputs(&Audience::default()),
+            json!({"score": 7, "start_on": "2026-04-01"})
+        );
+        assert_eq!(
+            published_outputs(&Audience::new(["hr"])),
+            json!({"readiness": "high", "start_on": "2026-04-01"}),
+            "string and text outputs never leave, even when visible to the audience"
+        );
+        assert_eq!(published_outputs(&Audience::new(Vec::<String>::new())), json!({}));
+    }
+}
