@@ -167,6 +167,8 @@ pub async fn run(
                 break;
             }
             Err(error) => {
+                // Best effort: a stalled connection must not linger beside its successor.
+                let _ = tokio::time::timeout(Duration::from_secs(1), publisher.close()).await;
                 let pause = backoff.next();
                 tracing::warn!(error = %error, retry_in = ?pause, "lost the broker; reconnecting, events wait in the outbox");
                 if sleep_or_shutdown(pause, &mut shutdown).await {
