@@ -255,7 +255,7 @@ impl Relay<'_> {
         wake: &mut watch::Receiver<u64>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), BrokerError> {
-        let mut backlog_reported = Instant::now() - Duration::from_secs(60);
+        let mut backlog_reported: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
                 return Ok(());
@@ -286,8 +286,8 @@ impl Relay<'_> {
                 // Refused rows are tried again after a pause, not in a tight loop.
                 more = false;
             }
-            if backlog_reported.elapsed() >= Duration::from_secs(1) {
-                backlog_reported = Instant::now();
+            if backlog_reported.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                backlog_reported = Some(Instant::now());
                 self.report_backlog().await;
             }
             if more {
