@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use coachflow_engine::{Effect, EngagementState, Event, EventKind};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryTrait, Statement,
+    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryTrait,
 };
 
 use crate::connect::finish;
@@ -50,9 +50,10 @@ impl Store {
     /// then fails cleanly), the events, the people and open tasks when the events change
     /// them, a snapshot when `snapshot_every` events accumulated, the timer effects, the
     /// idempotency key ([`StoreError::DuplicateRequest`] if the request id was used) and the
-    /// outbox rows (last: on PostgreSQL they hold a per-tenant lock until the commit, so
-    /// the tenant's outbox positions become visible in order). Any error rolls everything
-    /// back. A commit to an engagement that does not exist (with `expected_sequence > 0`)
+    /// outbox rows (last, so their positions are taken just before the commit: a reader
+    /// following positions waits at a hole only briefly). Nothing serializes commits of
+    /// different engagements, so the database can flush them together. Any error rolls
+    /// everything back. A commit to an engagement that does not exist (with `expected_sequence > 0`)
     /// is a conflict too.
     #[tracing::instrument(
         level = "debug",
@@ -216,27 +217,10 @@ impl Rows {
                 .map_err(|error| unique_violation_as(error, || StoreError::DuplicateRequest))?;
         }
 
-        // Last, so the lock below is held only until the commit.
-        if !self.outbox.is_empty() {
-            if transaction.get_database_backend() == DbBackend::Postgres {
-                // Positions are taken at insert but become visible at commit, in any order
-                // across transactions; a reader following positions (WatchEvents) would skip
-                // a row that commits after a higher one. Serializing the tenant's outbox
-                // writers from insert to commit makes its positions visible in order.
-                // (SQLite serializes all writers anyway.)
-                transaction
-                    .query_one_raw(Statement::from_sql_and_values(
-                        DbBackend::Postgres,
-                        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                        [format!("coachflow.outbox/{tenant}").into()],
-                    ))
-                    .await?;
-            }
-            for chunk in self.outbox.chunks(ROWS_PER_INSERT) {
-                outbox::Entity::insert_many(chunk.iter().cloned())
-                    .exec_without_returning(transaction)
-                    .await?;
-            }
+        for chunk in self.outbox.chunks(ROWS_PER_INSERT) {
+            outbox::Entity::insert_many(chunk.iter().cloned())
+                .exec_without_returning(transaction)
+                .await?;
         }
         Ok(())
     }

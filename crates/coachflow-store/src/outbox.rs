@@ -89,9 +89,8 @@ impl TryFrom<outbox::Model> for OutboxRow {
 
 impl Store {
     /// The tenant's outbox rows after `after_position` (of one engagement when given), by
-    /// position ascending. The tenant's positions become visible in order, so a reader that
-    /// continues after the last position it saw misses nothing (positions of rolled-back
-    /// commits are skipped for good).
+    /// position ascending. Positions become visible when their commits do, not in order:
+    /// a reader that follows positions waits at a hole as [`Store::read_outbox_all`] says.
     pub async fn read_outbox(
         &self,
         tenant: &str,
@@ -119,9 +118,11 @@ impl Store {
     /// follows the whole outbox and filters itself).
     ///
     /// Positions are taken when a row is inserted but become visible when its transaction
-    /// commits: across tenants a lower position can appear after a higher one, and a
-    /// rolled-back commit leaves a hole forever. (Within one tenant, PostgreSQL commits
-    /// make positions visible in order; SQLite serializes all writers.)
+    /// commits: on PostgreSQL a lower position can appear after a higher one (commits of
+    /// different engagements run side by side), and a rolled-back commit leaves a hole
+    /// forever. A reader that follows positions waits briefly at a hole for the commit in
+    /// flight (the rows are inserted last, just before the commit). SQLite serializes all
+    /// writers.
     pub async fn read_outbox_all(&self, after_position: u64, limit: u64) -> Result<Vec<OutboxRow>, StoreError> {
         outbox::Entity::find()
             .filter(outbox::Column::Position.gt(to_i64(after_position, "outbox position")?))
