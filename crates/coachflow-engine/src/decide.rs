@@ -1210,8 +1210,9 @@ impl<'a> Run<'a> {
                 &self.state,
                 unfinished_tasks.is_empty(),
                 missing_sign_offs.is_empty(),
+                condition.needs(),
             );
-            condition.evaluate(&variables)
+            condition.evaluate(variables)
         });
         Some(GateStatus {
             unfinished_tasks,
@@ -1237,22 +1238,20 @@ impl<'a> Run<'a> {
         };
         let plan = self.current_phase_plan()?.clone();
         let gate = self.gate_status().unwrap_or_default();
-        let variables = gate::variables(
-            self.model,
-            &self.state,
-            gate.unfinished_tasks.is_empty(),
-            gate.missing_sign_offs.is_empty(),
-        );
+        let holds = |condition: &coachflow_model::Condition| {
+            let variables = gate::variables(
+                self.model,
+                &self.state,
+                gate.unfinished_tasks.is_empty(),
+                gate.missing_sign_offs.is_empty(),
+                condition.needs(),
+            );
+            condition.evaluate(variables) == Ok(true)
+        };
         let next = plan
             .transitions
             .iter()
-            .find(|transition| {
-                transition.always
-                    || transition
-                        .when
-                        .as_ref()
-                        .is_some_and(|condition| condition.evaluate(&variables) == Ok(true))
-            })
+            .find(|transition| transition.always || transition.when.as_ref().is_some_and(holds))
             .map(|transition| transition.to)
             .or(plan.fallback);
         let phase_key = current.key.clone();

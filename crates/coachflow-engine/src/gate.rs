@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use coachflow_model::Model;
 use coachflow_model::cel::Value;
 use coachflow_model::cel::objects::Key;
+use coachflow_model::{Model, Needs};
 
 use crate::state::{EngagementState, SeriesStatus, TaskInstance, TaskStatus};
 
@@ -74,12 +74,75 @@ fn count(tally: &mut TaskTally, instance: &TaskInstance) {
 }
 
 /// Builds the variables of [`coachflow_model::VARIABLES`] for the current state.
+/// The variables `needs` names (only the entries of `tasks` and `outputs` it names).
 pub(crate) fn variables(
     model: &Model,
     state: &EngagementState,
     tasks_done: bool,
     approved: bool,
+    needs: &Needs,
 ) -> BTreeMap<&'static str, Value> {
+    let mut variables = BTreeMap::new();
+    if needs.variable("tasks") || needs.variable("outputs") {
+        let (tasks, outputs) = task_variables(model, state, needs);
+        if needs.variable("tasks") {
+            variables.insert("tasks", map_value(tasks));
+        }
+        if needs.variable("outputs") {
+            variables.insert("outputs", map_value(outputs));
+        }
+    }
+    if needs.variable("goals") {
+        let goals: Vec<Value> = state
+            .goals
+            .values()
+            .map(|goal| {
+                let mut fields: HashMap<Key, Value> = HashMap::new();
+                fields.insert(key_of("id"), Value::from(goal.id.as_str()));
+                fields.insert(key_of("status"), Value::from(goal.status.as_str()));
+                fields.insert(key_of("progress"), Value::Int(i64::from(goal.progress)));
+                map_value(fields)
+            })
+            .collect();
+        variables.insert("goals", Value::from(goals));
+    }
+    if needs.variable("commitments") {
+        let commitments: Vec<Value> = state
+            .commitments
+            .values()
+            .map(|commitment| {
+                let mut fields: HashMap<Key, Value> = HashMap::new();
+                fields.insert(key_of("id"), Value::from(commitment.id.as_str()));
+                fields.insert(key_of("status"), Value::from(commitment.status.as_str()));
+                map_value(fields)
+            })
+            .collect();
+        variables.insert("commitments", Value::from(commitments));
+    }
+    if needs.variable("people") {
+        let mut people = HashMap::new();
+        for role in model.roles() {
+            let bound = state.people.get(&role.key).map_or(0, Vec::len);
+            people.insert(key_of(&role.key), Value::Int(i64::try_from(bound).unwrap_or(i64::MAX)));
+        }
+        variables.insert("people", map_value(people));
+    }
+    if needs.variable("phase") {
+        let mut phase = HashMap::new();
+        if let Some(current) = &state.phase {
+            phase.insert(key_of("key"), Value::from(current.key.as_str()));
+            phase.insert(key_of("iteration"), Value::Int(i64::from(current.iteration)));
+        }
+        phase.insert(key_of("tasks_done"), Value::Bool(tasks_done));
+        phase.insert(key_of("approved"), Value::Bool(approved));
+        variables.insert("phase", map_value(phase));
+    }
+    variables
+}
+
+/// `tasks` and `outputs`: of the latest iteration of each task the model has (that
+/// `needs` names).
+fn task_variables(model: &Model, state: &EngagementState, needs: &Needs) -> (HashMap<Key, Value>, HashMap<Key, Value>) {
     // The latest iteration each task has instances or a series in.
     let mut latest: HashMap<&str, u32> = HashMap::new();
     for instance in state.tasks.values() {
@@ -123,6 +186,11 @@ pub(crate) fn variables(
     let mut outputs = HashMap::new();
     for (index, plan) in model.tasks().iter().enumerate() {
         let key = plan.key.as_str();
+        let wants_task = needs.entry("tasks", key);
+        let wants_outputs = needs.entry("outputs", key);
+        if !wants_task && !wants_outputs {
+            continue;
+        }
         let tally = tallies.get(key).copied().unwrap_or_default();
         let exists = latest.contains_key(key);
         let mut fields: HashMap<Key, Value> = HashMap::new();
@@ -135,7 +203,12 @@ pub(crate) fn variables(
         fields.insert(key_of("cancelled"), Value::Int(tally.cancelled));
         fields.insert(key_of("overdue"), Value::Int(tally.overdue));
         fields.insert(key_of("occurrences"), Value::Int(tally.occurrences));
-        tasks.insert(key_of(key), map_value(fields));
+        if wants_task {
+            tasks.insert(key_of(key), map_value(fields));
+        }
+        if !wants_outputs {
+            continue;
+        }
 
         let declared = &model.task_spec(coachflow_model::TaskId(index)).outputs;
         let recorded = last_completed.get(key).map(|instance| &instance.outputs);
@@ -149,48 +222,7 @@ pub(crate) fn variables(
         outputs.insert(key_of(key), map_value(values));
     }
 
-    let goals: Vec<Value> = state
-        .goals
-        .values()
-        .map(|goal| {
-            let mut fields: HashMap<Key, Value> = HashMap::new();
-            fields.insert(key_of("id"), Value::from(goal.id.as_str()));
-            fields.insert(key_of("status"), Value::from(goal.status.as_str()));
-            fields.insert(key_of("progress"), Value::Int(i64::from(goal.progress)));
-            map_value(fields)
-        })
-        .collect();
-    let commitments: Vec<Value> = state
-        .commitments
-        .values()
-        .map(|commitment| {
-            let mut fields: HashMap<Key, Value> = HashMap::new();
-            fields.insert(key_of("id"), Value::from(commitment.id.as_str()));
-            fields.insert(key_of("status"), Value::from(commitment.status.as_str()));
-            map_value(fields)
-        })
-        .collect();
-    let mut people = HashMap::new();
-    for role in model.roles() {
-        let bound = state.people.get(&role.key).map_or(0, Vec::len);
-        people.insert(key_of(&role.key), Value::Int(i64::try_from(bound).unwrap_or(i64::MAX)));
-    }
-    let mut phase = HashMap::new();
-    if let Some(current) = &state.phase {
-        phase.insert(key_of("key"), Value::from(current.key.as_str()));
-        phase.insert(key_of("iteration"), Value::Int(i64::from(current.iteration)));
-    }
-    phase.insert(key_of("tasks_done"), Value::Bool(tasks_done));
-    phase.insert(key_of("approved"), Value::Bool(approved));
-
-    let mut variables = BTreeMap::new();
-    variables.insert("tasks", map_value(tasks));
-    variables.insert("outputs", map_value(outputs));
-    variables.insert("goals", Value::from(goals));
-    variables.insert("commitments", Value::from(commitments));
-    variables.insert("people", map_value(people));
-    variables.insert("phase", map_value(phase));
-    variables
+    (tasks, outputs)
 }
 
 impl TaskInstance {

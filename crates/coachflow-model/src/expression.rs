@@ -1,7 +1,7 @@
 //! CEL conditions of exit gates and transitions: compiling them, checking what they name
 //! against the model, and evaluating them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -47,6 +47,58 @@ pub struct Condition {
     source: String,
     program: Arc<Program>,
     uses_tasks_done: bool,
+    needs: Arc<Needs>,
+}
+
+/// Which variables a condition reads, and of `tasks` and `outputs` which entries: binding
+/// only those keeps an evaluation cheap (a model's every task and output, converted for
+/// CEL, costs far more than the few a gate names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Per variable: the keys read through constant selections or indexes
+    /// (`outputs['review'].score` reads `review`), or `None` when the variable is used
+    /// as a whole (iterated, indexed by a computed key).
+    variables: BTreeMap<String, Option<BTreeSet<String>>>,
+}
+
+impl Needs {
+    fn from_accesses(accesses: &[(&str, Vec<&str>)]) -> Needs {
+        let mut variables: BTreeMap<String, Option<BTreeSet<String>>> = BTreeMap::new();
+        for (root, keys) in accesses {
+            let entry = variables
+                .entry((*root).to_owned())
+                .or_insert_with(|| Some(BTreeSet::new()));
+            match (entry, keys.first()) {
+                (Some(keys), Some(first)) => {
+                    keys.insert((*first).to_owned());
+                }
+                (entry, None) => *entry = None,
+                (None, Some(_)) => {}
+            }
+        }
+        Needs { variables }
+    }
+
+    /// Every variable, whole.
+    pub fn everything() -> Needs {
+        Needs {
+            variables: VARIABLES.iter().map(|name| ((*name).to_owned(), None)).collect(),
+        }
+    }
+
+    /// Whether the condition reads `variable` at all.
+    pub fn variable(&self, variable: &str) -> bool {
+        self.variables.contains_key(variable)
+    }
+
+    /// Whether the condition reads entry `key` of `variable` (`tasks`, `outputs`).
+    pub fn entry(&self, variable: &str, key: &str) -> bool {
+        match self.variables.get(variable) {
+            None => false,
+            Some(None) => true,
+            Some(Some(keys)) => keys.contains(key),
+        }
+    }
 }
 
 impl fmt::Debug for Condition {
@@ -79,10 +131,13 @@ impl Condition {
         let uses_tasks_done = accesses
             .iter()
             .any(|(root, keys)| *root == "phase" && keys.first() == Some(&"tasks_done"));
+        let needs = Arc::new(Needs::from_accesses(&accesses));
+        drop(accesses);
         Ok(Condition {
             source: source.to_owned(),
             program: Arc::new(program),
             uses_tasks_done,
+            needs,
         })
     }
 
@@ -95,13 +150,19 @@ impl Condition {
         self.uses_tasks_done
     }
 
-    /// Evaluates the condition with `variables` bound; an error names what went wrong (a
-    /// missing key, a non-boolean result).
-    pub fn evaluate(&self, variables: &BTreeMap<&'static str, Value>) -> Result<bool, String> {
+    /// What the condition reads: the variables [`Condition::evaluate`] needs bound.
+    pub fn needs(&self) -> &Needs {
+        &self.needs
+    }
+
+    /// Evaluates the condition with `variables` bound (at least what
+    /// [`Condition::needs`] names); an error names what went wrong (a missing key, a
+    /// non-boolean result).
+    pub fn evaluate(&self, variables: BTreeMap<&'static str, Value>) -> Result<bool, String> {
         ROOT_CONTEXT.with(|root| {
             let mut context = root.new_inner_scope();
             for (name, value) in variables {
-                context.add_variable_from_value(*name, value.clone());
+                context.add_variable_from_value(name, value);
             }
             match self.program.execute(&context) {
                 Ok(Value::Bool(result)) => Ok(result),
@@ -317,17 +378,31 @@ mod tests {
     }
 
     #[test]
+    fn needs_name_the_variables_and_entries_read() {
+        let condition = Condition::compile(
+            "phase.tasks_done && outputs['review'].course_correction == false && tasks.review.done",
+            &Fixture,
+        )
+        .unwrap();
+        let needs = condition.needs();
+        assert!(needs.variable("phase") && needs.variable("outputs") && needs.variable("tasks"));
+        assert!(!needs.variable("goals") && !needs.variable("people"));
+        assert!(needs.entry("outputs", "review") && !needs.entry("outputs", "intake"));
+        assert!(needs.entry("tasks", "review") && !needs.entry("tasks", "intake"));
+        // Iterated: every entry.
+        let condition = Condition::compile("goals.size() >= 1 && tasks.all(t, tasks[t].done)", &Fixture).unwrap();
+        assert!(condition.needs().entry("tasks", "anything"));
+        assert!(condition.needs().variable("goals"));
+        assert!(!condition.needs().variable("outputs"));
+    }
+
+    #[test]
     fn evaluates_with_bound_variables() {
         let condition = Condition::compile("phase.iteration < 3", &Fixture).unwrap();
         let mut variables = BTreeMap::new();
         variables.insert("phase", cel::to_value(serde_json::json!({"iteration": 2})).unwrap());
-        assert_eq!(condition.evaluate(&variables), Ok(true));
+        assert_eq!(condition.evaluate(variables.clone()), Ok(true));
         let condition = Condition::compile("phase.iteration", &Fixture).unwrap();
-        assert!(
-            condition
-                .evaluate(&variables)
-                .unwrap_err()
-                .contains("not true or false")
-        );
+        assert!(condition.evaluate(variables).unwrap_err().contains("not true or false"));
     }
 }

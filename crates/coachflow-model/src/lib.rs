@@ -22,7 +22,7 @@ pub use document::{
     TaskKind, Transition,
 };
 pub use duration::{DurationError, IsoDuration, resolve_local};
-pub use expression::{Condition, PHASE_FIELDS, TASK_FIELDS, VARIABLES, Vocabulary};
+pub use expression::{Condition, Needs, PHASE_FIELDS, TASK_FIELDS, VARIABLES, Vocabulary};
 pub use mermaid::render_mermaid;
 pub use model::{Model, PhasePlan, TaskId, TaskPlan, TransitionPlan};
 pub use parse::parse;

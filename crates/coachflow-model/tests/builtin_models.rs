@@ -143,7 +143,7 @@ fn variables(given: serde_json::Value) -> BTreeMap<&'static str, Value> {
 
 fn holds(condition: &Condition, given: serde_json::Value) -> bool {
     condition
-        .evaluate(&variables(given))
+        .evaluate(variables(given))
         .unwrap_or_else(|error| panic!("{error}"))
 }
 
