@@ -113,6 +113,10 @@ pub struct TimersConfig {
 pub struct CommandsConfig {
     /// How often a command is decided again when another one changed the engagement first.
     pub max_retries: u32,
+    /// How many engagements' states this replica keeps after committing them, so the next
+    /// command on one does not read it back (0: none). A stale one (another replica
+    /// changed the engagement) fails its commit's guard and is read again.
+    pub cached_engagements: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -243,7 +247,10 @@ impl Default for TimersConfig {
 
 impl Default for CommandsConfig {
     fn default() -> Self {
-        CommandsConfig { max_retries: 8 }
+        CommandsConfig {
+            max_retries: 8,
+            cached_engagements: 4096,
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use prost::Message;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{Notify, watch};
 
+use crate::cache::{CachedState, StateCache};
 use crate::clock::SharedClock;
 use crate::convert::{self, hex};
 use crate::error::ApiError;
@@ -34,6 +35,8 @@ pub struct CoreSettings {
     pub idempotency_ttl: Duration,
     /// Who receives the public events: which outputs they may carry.
     pub audience: Audience,
+    /// How many committed engagement states to keep ([`StateCache`]).
+    pub cached_engagements: usize,
 }
 
 /// A request that carries a `request_id`: remembered with its response.
@@ -98,6 +101,8 @@ pub struct Core {
     clock: SharedClock,
     settings: CoreSettings,
     models: RwLock<HashMap<(String, String, u32), Arc<Model>>>,
+    /// States this replica committed or read last.
+    states: StateCache,
     /// Woken when a commit schedules a timer, so the runner can look again.
     timers_changed: Arc<Notify>,
     /// Counts commits that wrote public events, for `WatchEvents` streams to wake on.
@@ -109,6 +114,7 @@ impl Core {
         Core {
             store,
             clock,
+            states: StateCache::new(settings.cached_engagements),
             settings,
             models: RwLock::new(HashMap::new()),
             timers_changed: Arc::new(Notify::new()),
@@ -251,22 +257,36 @@ impl Core {
     // ----- engagements ---------------------------------------------------------------------
 
     /// The engagement as GetEngagement returns it.
+    /// A cached state is used only if the stored sequence is still its own (one indexed
+    /// read instead of the snapshot and the events after it).
     pub async fn get(&self, name: &EngagementName) -> Result<proto::Engagement, ApiError> {
-        let loaded = self.load(name).await?;
+        let cached = match self.states.get(&name.tenant, &name.id) {
+            Some(cached) => match self.store.engagement_sequence(&name.tenant, &name.id).await? {
+                Some(sequence) if sequence == cached.state.sequence => cached,
+                Some(_) => self.load(name).await?,
+                None => return Err(not_found(name)),
+            },
+            None => self.load(name).await?,
+        };
         let model = self
-            .model(&name.tenant, &loaded.state.model_key, loaded.state.model_version)
+            .model(&name.tenant, &cached.state.model_key, cached.state.model_version)
             .await?;
-        Ok(convert::engagement(name, &loaded.state, &model, loaded.created_at))
+        Ok(convert::engagement(name, &cached.state, &model, cached.created_at))
     }
 
-    async fn load(&self, name: &EngagementName) -> Result<LoadedEngagement, ApiError> {
-        self.store
+    /// The stored state (and keeps it).
+    async fn load(&self, name: &EngagementName) -> Result<CachedState, ApiError> {
+        let LoadedEngagement { state, created_at, .. } = self
+            .store
             .load_engagement(&name.tenant, &name.id)
             .await?
-            .ok_or_else(|| ApiError::NotFound {
-                resource: "engagement",
-                name: name.to_string(),
-            })
+            .ok_or_else(|| not_found(name))?;
+        let loaded = CachedState {
+            state: Arc::new(state),
+            created_at,
+        };
+        self.states.put(&name.tenant, &name.id, loaded.clone());
+        Ok(loaded)
     }
 
     /// Starts a new engagement.
@@ -289,7 +309,14 @@ impl Core {
             reply: &reply,
         };
         match self.commit(name, 0, decided, request.as_ref(), now).await {
-            Ok(()) => Ok(reply),
+            Ok(()) => {
+                let committed = CachedState {
+                    state: Arc::new(decision.state),
+                    created_at: now,
+                };
+                self.states.put(&name.tenant, &name.id, committed);
+                Ok(reply)
+            }
             // The id may have been taken by a concurrent twin of this request (the same
             // request_id): then the twin's response is the answer.
             Err(StoreError::AlreadyExists(_)) => match self.replay::<proto::Engagement>(request.as_ref()).await? {
@@ -323,12 +350,21 @@ impl Core {
             action: mutation.action.clone(),
         };
         let mut attempt = 0;
+        let mut cached = self.states.get(&name.tenant, &name.id);
         loop {
-            let loaded = self.load(name).await?;
+            let from_cache = cached.is_some();
+            let loaded = match cached.take() {
+                Some(hit) => hit,
+                None => self.load(name).await?,
+            };
             let sequence = loaded.state.sequence;
             if let Some(expected) = mutation.expected_sequence
                 && expected != sequence
             {
+                if from_cache {
+                    // Perhaps another replica moved it on: compare with the stored one.
+                    continue;
+                }
                 return Err(ApiError::Aborted {
                     reason: "ETAG_MISMATCH",
                     message: format!(
@@ -360,14 +396,26 @@ impl Core {
                 .await
             {
                 Ok(()) => {
+                    let events = decision.events.len();
+                    let committed = CachedState {
+                        state: Arc::new(decision.state),
+                        created_at: loaded.created_at,
+                    };
+                    self.states.put(&name.tenant, &name.id, committed);
                     return Ok(Executed {
                         engagement: reply,
-                        events: decision.events.len(),
+                        events,
                     });
+                }
+                Err(StoreError::Conflict) if from_cache => {
+                    // The cached state was stale (another replica moved the engagement
+                    // on): not a lost race of this command's, so not counted as one.
+                    self.states.remove(&name.tenant, &name.id);
                 }
                 Err(StoreError::Conflict)
                     if mutation.expected_sequence.is_none() && attempt < self.settings.max_retries =>
                 {
+                    self.states.remove(&name.tenant, &name.id);
                     attempt += 1;
                     metrics::counter!(names::COMMAND_RETRIES, "command" => command.action.name()).increment(1);
                     // A short, growing pause lets the winner's readers through before we reload.
@@ -380,7 +428,10 @@ impl Core {
                         .map(|engagement| Executed { engagement, events: 0 })
                         .ok_or_else(|| StoreError::Conflict.into());
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => {
+                    self.states.remove(&name.tenant, &name.id);
+                    return Err(error.into());
+                }
             }
         }
     }
@@ -483,5 +534,12 @@ impl Core {
         M::decode(stored.response.as_slice())
             .map(Some)
             .map_err(|error| ApiError::Internal(format!("stored response is unreadable: {error}")))
+    }
+}
+
+fn not_found(name: &EngagementName) -> ApiError {
+    ApiError::NotFound {
+        resource: "engagement",
+        name: name.to_string(),
     }
 }

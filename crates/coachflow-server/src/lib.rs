@@ -10,6 +10,7 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("coachflow_descriptor");
 }
 
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod convert;

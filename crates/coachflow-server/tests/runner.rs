@@ -1,6 +1,7 @@
 //! The timer runner and the command path in-process, on real databases, with a clock the
 //! test moves: timers fire exactly once with two runners on one database, and timers missed
-//! while no runner was up fire when one starts.
+//! while no runner was up fire when one starts; replicas keeping engagement states in memory
+//! lose no change.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -54,6 +55,8 @@ fn core(store: Store, clock: &Arc<ManualClock>) -> Arc<Core> {
         clock,
         CoreSettings {
             max_retries: 8,
+            // Two runners on one database each keep states: a stale one must be noticed.
+            cached_engagements: 4096,
             idempotency_ttl: Duration::from_secs(3600),
             audience: coachflow_engine::Audience::default(),
         },
@@ -267,4 +270,75 @@ async fn postgres_concurrent_twins_of_a_create_get_one_answer() {
 async fn sqlite_concurrent_twins_of_a_create_get_one_answer() {
     let (store, _guard) = coachflow_store::testing::fresh_sqlite().await;
     concurrent_twins_of_a_create_get_one_answer(store).await;
+}
+
+/// Two replicas (each keeping the states it committed) take turns changing one
+/// engagement: a state the other replica has moved past is noticed, no change is lost,
+/// reads answer with the stored state, and an etag is checked against it.
+async fn replicas_keeping_states_lose_no_change(first: Store, second: Store) {
+    use coachflow_server::core::Mutation;
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let (one, two) = (core(first.clone(), &clock), core(second, &clock));
+    let model = publish(&one).await;
+    start(&one, &model, "shared").await;
+    let name = EngagementName::new("acme", "shared");
+    let goal = |n: u32| Mutation {
+        engagement: name.clone(),
+        actor: Actor::Service("test".to_owned()),
+        action: Action::RecordGoal {
+            goal: format!("goal-{n}"),
+            title: format!("Goal {n}"),
+            measure: None,
+            target: None,
+            due: None,
+        },
+        expected_sequence: None,
+        request: None,
+    };
+    for n in 0..6 {
+        // Alternate: each replica's kept state is one change behind when its turn comes.
+        let replica = if n % 2 == 0 { &one } else { &two };
+        let executed = replica.execute(goal(n)).await.unwrap();
+        assert_eq!(executed.engagement.goals.len(), n as usize + 1, "change {n}");
+        // The other replica reads what was just committed, not what it kept.
+        let other = if n % 2 == 0 { &two } else { &one };
+        assert_eq!(other.get(&name).await.unwrap(), executed.engagement);
+    }
+    let history = first.history("acme", "shared", 0, 1000).await.unwrap();
+    let goals = history
+        .iter()
+        .filter(|event| matches!(event.kind, coachflow_engine::EventKind::GoalSet { .. }))
+        .count();
+    assert_eq!(goals, 6);
+
+    // An etag from the other replica's latest reply is accepted by a replica whose kept
+    // state is older; a stale etag is refused.
+    let latest = two.get(&name).await.unwrap().event_count;
+    let pinned = Mutation {
+        expected_sequence: Some(latest),
+        ..goal(6)
+    };
+    let executed = two.execute(pinned).await.unwrap();
+    let stale = Mutation {
+        expected_sequence: Some(latest),
+        ..goal(7)
+    };
+    let error = one.execute(stale).await.unwrap_err();
+    assert!(error.to_string().contains("etag"), "{error}");
+    assert_eq!(one.get(&name).await.unwrap(), executed.engagement);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_keeping_states_lose_no_change() {
+    let (first, guard) = coachflow_store::testing::fresh_postgres().await;
+    let second = Store::connect(guard.url(), StoreOptions::default()).await.unwrap();
+    replicas_keeping_states_lose_no_change(first, second).await;
+    guard.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_replicas_keeping_states_lose_no_change() {
+    let (first, guard) = coachflow_store::testing::fresh_sqlite().await;
+    let second = Store::connect(guard.url(), StoreOptions::default()).await.unwrap();
+    replicas_keeping_states_lose_no_change(first, second).await;
 }

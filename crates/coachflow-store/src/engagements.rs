@@ -83,6 +83,20 @@ impl EngagementSummary {
 }
 
 impl Store {
+    /// The engagement's last sequence (its etag), `None` if it does not exist: one indexed
+    /// read, for checking a state kept in memory.
+    pub async fn engagement_sequence(&self, tenant: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        let sequence: Option<i64> = engagement::Entity::find()
+            .select_only()
+            .column(engagement::Column::Sequence)
+            .filter(engagement::Column::Tenant.eq(tenant))
+            .filter(engagement::Column::Id.eq(id))
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        sequence.map(|sequence| to_u64(sequence, "sequence")).transpose()
+    }
+
     /// The engagement's state: the latest snapshot plus the events after it, replayed with
     /// `coachflow_engine::apply`. `None` if it does not exist.
     #[tracing::instrument(level = "debug", skip(self))]
