@@ -72,13 +72,18 @@ pub fn binary() -> &'static Path {
     })
 }
 
-/// `target/<profile>`, from the test executable at `target/<profile>/deps/<test>`.
+/// `target/<profile>`, from the test executable at `target/<profile>/deps/<test>` (or a
+/// binary such as `coachflow-bench` at `target/<profile>/<name>`).
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
-    exe.parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps", exe.display()))
-        .to_owned()
+    let dir = exe
+        .parent()
+        .unwrap_or_else(|| panic!("{} is not in target/<profile>", exe.display()));
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir.parent().unwrap_or(dir).to_owned()
+    } else {
+        dir.to_owned()
+    }
 }
 
 /// Where server logs go: `target/tmp/coachflow-it`, kept when a test fails.

@@ -1,0 +1,618 @@
+//! The scenarios: each prints a Markdown table per measurement, one row per run and the
+//! median row.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use coachflow_integration_tests::amqp::{TestExchange, amqp_url};
+use coachflow_integration_tests::client::{SERVICE_ACTOR, builtin_source, metric_value, parent};
+use coachflow_integration_tests::{Backend, TestServer, engagement_name, history, parse_model};
+use coachflow_server::proto::{self, engagement_service_client::EngagementServiceClient};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::lag::{self, LagConsumer};
+use crate::load::{self, LoadSettings, scrape};
+use crate::pgbench;
+use crate::stats::{Figures, Latencies, table};
+
+/// The model of scenario b: ten timers per engagement.
+pub const TEN_TIMERS_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/ten-timers.yaml");
+
+/// Settings every scenario shares.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub runs: usize,
+    pub backends: Vec<Backend>,
+    /// Extra `--set PATH=VALUE` for the server.
+    pub server_settings: Vec<(String, String)>,
+}
+
+impl Common {
+    async fn server(&self, backend: Backend, extra: &[(&str, &str)]) -> TestServer {
+        let mut builder = TestServer::builder(backend);
+        for (path, value) in extra {
+            builder = builder.set(path, value);
+        }
+        for (path, value) in &self.server_settings {
+            builder = builder.set(path, value);
+        }
+        builder.start().await
+    }
+}
+
+/// A built-in model's key or a model file's path: its text.
+fn model_source(model: &str) -> anyhow::Result<String> {
+    if model.contains('/') || model.ends_with(".yaml") || model.ends_with(".json") {
+        std::fs::read_to_string(model).with_context(|| format!("cannot read the model {model}"))
+    } else {
+        Ok(builtin_source(model))
+    }
+}
+
+fn backend_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => "PostgreSQL",
+        Backend::Sqlite => "SQLite",
+    }
+}
+
+/// The machine, for the report.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split_once(':'))
+                .map(|(_, name)| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("MemTotal:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+        })
+        .map_or_else(|| "? GiB".to_owned(), |kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0));
+    let postgres = std::process::Command::new("psql")
+        .args(["--version"])
+        .output()
+        .ok()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!("machine: {cpu}, {cores} cores, {memory}; {postgres}")
+}
+
+/// The server's resident memory in MiB (now, and its peak).
+fn rss_mib(server: &TestServer) -> (f64, f64) {
+    let Some(pid) = server.pid() else {
+        return (f64::NAN, f64::NAN);
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+async fn metric(server: &TestServer, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let Some(address) = server.metrics_address() else {
+        return f64::NAN;
+    };
+    match scrape(address).await {
+        Ok(exposition) => metric_value(&exposition, name, labels).unwrap_or(0.0),
+        Err(_) => f64::NAN,
+    }
+}
+
+async fn client(server: &TestServer) -> anyhow::Result<EngagementServiceClient<Channel>> {
+    let channel = Endpoint::from_shared(format!("http://{}", server.grpc_address()))?
+        .tcp_nodelay(true)
+        .connect()
+        .await?;
+    Ok(EngagementServiceClient::new(channel))
+}
+
+fn request<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(actor) = SERVICE_ACTOR.parse() {
+        request.metadata_mut().insert("coachflow-actor", actor);
+    }
+    request
+}
+
+// ----- (a) throughput ----------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct ThroughputSettings {
+    pub engagements: usize,
+    pub concurrency: Vec<usize>,
+    pub model: String,
+    pub stakeholders: usize,
+    pub broker: bool,
+    pub pgbench: Duration,
+}
+
+pub async fn throughput(common: &Common, settings: &ThroughputSettings) -> anyhow::Result<()> {
+    let source = model_source(&settings.model)?;
+    let model = parse_model(&source);
+    for &backend in &common.backends {
+        for &concurrency in &settings.concurrency {
+            let mut runs = Vec::new();
+            for run in 1..=common.runs {
+                eprintln!(
+                    "throughput: {} C={concurrency} run {run}/{}: {} engagements of {}",
+                    backend_name(backend),
+                    common.runs,
+                    settings.engagements,
+                    model.key()
+                );
+                let figures = throughput_run(common, settings, &source, backend, concurrency).await?;
+                eprintln!("  {figures:?}");
+                runs.push(figures);
+            }
+            println!(
+                "{}",
+                table(
+                    &format!(
+                        "(a) {} engagements of {} on {}{}, C = {concurrency}",
+                        settings.engagements,
+                        model.key(),
+                        backend_name(backend),
+                        if settings.broker { " + RabbitMQ" } else { "" }
+                    ),
+                    &runs
+                )
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn throughput_run(
+    common: &Common,
+    settings: &ThroughputSettings,
+    source: &str,
+    backend: Backend,
+    concurrency: usize,
+) -> anyhow::Result<Figures> {
+    let mut figures = Figures::default();
+    // The limit first, on the same PostgreSQL, at the same concurrency.
+    let pgbench = pgbench::run(concurrency, settings.pgbench).await?;
+
+    let exchange = settings.broker.then(|| TestExchange::on(&amqp_url(), "bench"));
+    let mut extra: Vec<(&str, &str)> = Vec::new();
+    if let Some(exchange) = &exchange {
+        extra.push(("broker.url", exchange.url()));
+        extra.push(("broker.exchange", exchange.name()));
+    }
+    let mut server = common.server(backend, &extra).await;
+    let published = server.publish(source).await;
+    let id_prefix = "e";
+    let consumer = match &exchange {
+        Some(exchange) => {
+            declare(exchange).await?;
+            Some(LagConsumer::start(exchange.url(), exchange.name(), id_prefix).await?)
+        }
+        None => None,
+    };
+    let report = load::run(
+        &server,
+        parse_model(source),
+        &published,
+        LoadSettings {
+            engagements: settings.engagements,
+            concurrency,
+            stakeholders: settings.stakeholders,
+            id_prefix: id_prefix.to_owned(),
+            start_only: false,
+            keep_acks: consumer.is_some(),
+        },
+    )
+    .await?;
+    let ended = Instant::now();
+    let (rss, peak) = rss_mib(&server);
+    let timers = metric(&server, "coachflow_timers_fired_total", &[("outcome", "fired")]).await;
+    let wall = report.wall.as_secs_f64();
+    let all = report.all_commands();
+    let completions = report.completions() as f64;
+    figures.set("done", report.finished as f64);
+    figures.set("failed", report.failed as f64);
+    figures.set("commands", report.command_count() as f64);
+    figures.set("timers fired", timers);
+    figures.set("wall s", wall);
+    figures.set("commands/s", report.command_count() as f64 / wall);
+    figures.set("completions/s", completions / wall);
+    figures.set("pgbench tps", pgbench.tps);
+    figures.set("completions ÷ pgbench", completions / wall / pgbench.tps);
+    figures.set(
+        "commits ÷ pgbench",
+        (report.command_count() as f64 + timers) / wall / pgbench.tps,
+    );
+    figures.set("cmd p50 ms", all.percentile_ms(50.0));
+    figures.set("cmd p99 ms", all.percentile_ms(99.0));
+    figures.set("cmd max ms", all.max_ms());
+    if let Some(complete) = report.commands.get("CompleteTask") {
+        figures.set("complete p99 ms", complete.percentile_ms(99.0));
+    }
+    figures.set("errors", report.errors.values().sum::<u64>() as f64);
+    for (error, count) in &report.errors {
+        eprintln!("  error ×{count}: {error}");
+    }
+    if let Some(consumer) = consumer {
+        let receipts = consumer
+            .finish(Duration::from_secs(3), Duration::from_secs(300))
+            .await?;
+        let (lags, early) = lag::lags(&report.acks, &receipts);
+        figures.set("events received", receipts.messages as f64);
+        figures.set("duplicates", receipts.duplicates as f64);
+        figures.set("lag p50 ms", lags.percentile_ms(50.0));
+        figures.set("lag p99 ms", lags.percentile_ms(99.0));
+        figures.set("before reply", early as f64);
+        if let Some(last) = receipts.last {
+            // How long after the last reply the last event arrived.
+            figures.set("relay tail s", last.saturating_duration_since(ended).as_secs_f64());
+        }
+    }
+    figures.set("server RSS MiB", rss);
+    figures.set("peak RSS MiB", peak);
+    server.terminate(Duration::from_secs(60)).await;
+    if let Some(exchange) = exchange {
+        exchange.cleanup().await;
+    }
+    Ok(figures)
+}
+
+/// Declares the run's exchange before the consumer binds to it (the server declares it
+/// too, the same way).
+async fn declare(exchange: &TestExchange) -> anyhow::Result<()> {
+    let connection = coachflow_integration_tests::amqp::connect(exchange.url(), "coachflow-bench setup").await;
+    let channel = connection.create_channel().await?;
+    coachflow_integration_tests::amqp::declare_exchange(&channel, exchange.name()).await;
+    let _ = connection.close(200, "declared".into()).await;
+    Ok(())
+}
+
+// ----- (b) scale ---------------------------------------------------------------------------
+
+pub async fn scale(
+    common: &Common,
+    engagements: usize,
+    model: &str,
+    concurrency: usize,
+    samples: usize,
+    steps: usize,
+) -> anyhow::Result<()> {
+    let source = model_source(model)?;
+    for &backend in &common.backends {
+        let mut runs = Vec::new();
+        let mut growth = Vec::new();
+        for run in 1..=common.runs {
+            eprintln!(
+                "scale: {} run {run}/{}: {engagements} engagements",
+                backend_name(backend),
+                common.runs
+            );
+            let mut server = common.server(backend, &[]).await;
+            let published = server.publish(&source).await;
+            let per_step = engagements.div_ceil(steps);
+            let mut created = 0;
+            let mut step = 0;
+            let started = Instant::now();
+            let mut rng = Lcg::new(run as u64);
+            while created < engagements {
+                let count = per_step.min(engagements - created);
+                let report = load::run(
+                    &server,
+                    parse_model(&source),
+                    &published,
+                    LoadSettings {
+                        engagements: count,
+                        concurrency,
+                        stakeholders: 2,
+                        id_prefix: format!("s{step}-"),
+                        start_only: true,
+                        keep_acks: false,
+                    },
+                )
+                .await?;
+                if report.failed > 0 {
+                    bail!("{} engagements failed to start: {:?}", report.failed, report.errors);
+                }
+                created += count;
+                step += 1;
+                let (rss, _) = rss_mib(&server);
+                let reads = sample_reads(&server, step, per_step, samples / 4, &mut rng).await?;
+                let mut figures = Figures::default();
+                figures.set("run", run as f64);
+                figures.set("engagements", created as f64);
+                figures.set("pending timers", metric(&server, "coachflow_pending_timers", &[]).await);
+                figures.set("create/s", count as f64 / report.wall.as_secs_f64());
+                figures.set("RSS MiB", rss);
+                figures.set("get p99 ms", reads.0.percentile_ms(99.0));
+                figures.set("list p99 ms", reads.1.percentile_ms(99.0));
+                eprintln!("  {figures:?}");
+                growth.push(figures);
+            }
+            let load_time = started.elapsed();
+            let (get, list) = sample_reads(&server, step, per_step, samples, &mut rng).await?;
+            let (rss, peak) = rss_mib(&server);
+            let mut figures = Figures::default();
+            figures.set("engagements", created as f64);
+            figures.set("pending timers", metric(&server, "coachflow_pending_timers", &[]).await);
+            figures.set("load s", load_time.as_secs_f64());
+            figures.set("get p50 ms", get.percentile_ms(50.0));
+            figures.set("get p99 ms", get.percentile_ms(99.0));
+            figures.set("list p50 ms", list.percentile_ms(50.0));
+            figures.set("list p99 ms", list.percentile_ms(99.0));
+            figures.set("RSS MiB", rss);
+            figures.set("peak RSS MiB", peak);
+            eprintln!("  {figures:?}");
+            runs.push(figures);
+            server.terminate(Duration::from_secs(60)).await;
+        }
+        println!(
+            "{}",
+            table(
+                &format!("(b) store growth on {}, every run", backend_name(backend)),
+                &growth
+            )
+        );
+        println!(
+            "{}",
+            table(
+                &format!(
+                    "(b) {engagements} active engagements on {}: reads one at a time, memory",
+                    backend_name(backend)
+                ),
+                &runs
+            )
+        );
+    }
+    Ok(())
+}
+
+/// Times `samples` GetEngagement calls on random engagements and `samples` ListTasks calls
+/// (a page of 50) for random coaches, one at a time.
+async fn sample_reads(
+    server: &TestServer,
+    steps: usize,
+    per_step: usize,
+    samples: usize,
+    rng: &mut Lcg,
+) -> anyhow::Result<(Latencies, Latencies)> {
+    let mut grpc = client(server).await?;
+    let mut get = Latencies::new();
+    let mut list = Latencies::new();
+    for _ in 0..samples.max(1) {
+        let step = rng.below(steps);
+        let index = rng.below(per_step);
+        let name = engagement_name(&format!("s{step}-{index:07}"));
+        let sent = Instant::now();
+        grpc.get_engagement(request(proto::GetEngagementRequest { name: name.clone() }))
+            .await
+            .map_err(|status| anyhow!("GetEngagement {name}: {status}"))?;
+        get.record(sent.elapsed());
+
+        let coach = format!("coach-{}", rng.below(1000.min(per_step * steps)));
+        let sent = Instant::now();
+        let page = grpc
+            .list_tasks(request(proto::ListTasksRequest {
+                parent: parent(),
+                assignee: coach.clone(),
+                queue: proto::list_tasks_request::Queue::Unspecified.into(),
+                page_size: 50,
+                page_token: String::new(),
+            }))
+            .await
+            .map_err(|status| anyhow!("ListTasks {coach}: {status}"))?
+            .into_inner();
+        list.record(sent.elapsed());
+        if page.tasks.is_empty() {
+            bail!("ListTasks {coach} found nothing");
+        }
+    }
+    Ok((get, list))
+}
+
+/// A small deterministic generator: the same samples in every run.
+#[derive(Debug)]
+struct Lcg(u64);
+
+impl Lcg {
+    fn new(seed: u64) -> Lcg {
+        Lcg(seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407))
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % bound.max(1) as u64) as usize
+    }
+}
+
+// ----- (c) timer storm ---------------------------------------------------------------------
+
+pub async fn storm(common: &Common, timers: usize, concurrency: usize) -> anyhow::Result<()> {
+    let source = builtin_source("four-stage");
+    for &backend in &common.backends {
+        let mut runs = Vec::new();
+        for run in 1..=common.runs {
+            eprintln!(
+                "storm: {} run {run}/{}: {timers} timers",
+                backend_name(backend),
+                common.runs
+            );
+            let mut server = common.server(backend, &[]).await;
+            let published = server.publish(&source).await;
+            // Every engagement starts at the same (standing) time, so each one's kick-off
+            // reminder falls due at the same instant.
+            let report = load::run(
+                &server,
+                parse_model(&source),
+                &published,
+                LoadSettings {
+                    engagements: timers,
+                    concurrency,
+                    stakeholders: 2,
+                    id_prefix: "t".to_owned(),
+                    start_only: true,
+                    keep_acks: false,
+                },
+            )
+            .await?;
+            if report.failed > 0 {
+                bail!("{} engagements failed to start: {:?}", report.failed, report.errors);
+            }
+            let first = server.history(&engagement_name("t0000000")).await;
+            let due = history::timers(&first)
+                .pending
+                .values()
+                .min()
+                .copied()
+                .context("the first engagement has no timer")?;
+            let before = metric(&server, "coachflow_timers_fired_total", &[("outcome", "fired")]).await;
+            server.set_time(due);
+            let moved = Instant::now();
+            let mut fired = 0.0;
+            let mut half = None;
+            while moved.elapsed() < Duration::from_secs(600) {
+                fired = metric(&server, "coachflow_timers_fired_total", &[("outcome", "fired")]).await - before;
+                if half.is_none() && fired >= timers as f64 / 2.0 {
+                    half = Some(moved.elapsed());
+                }
+                if fired >= timers as f64 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let all = moved.elapsed();
+            let (rss, peak) = rss_mib(&server);
+            let mut figures = Figures::default();
+            figures.set("timers", timers as f64);
+            figures.set("fired", fired);
+            figures.set("half fired s", half.map_or(f64::NAN, |half| half.as_secs_f64()));
+            figures.set("all fired s", all.as_secs_f64());
+            figures.set("fired/s", fired / all.as_secs_f64());
+            figures.set("RSS MiB", rss);
+            figures.set("peak RSS MiB", peak);
+            eprintln!("  {figures:?}");
+            runs.push(figures);
+            server.terminate(Duration::from_secs(60)).await;
+        }
+        println!(
+            "{}",
+            table(
+                &format!(
+                    "(c) {timers} timers due in the same instant on {}: time until all fired",
+                    backend_name(backend)
+                ),
+                &runs
+            )
+        );
+    }
+    Ok(())
+}
+
+// ----- (d) long history --------------------------------------------------------------------
+
+pub async fn history(common: &Common, events: u64, samples: usize) -> anyhow::Result<()> {
+    let source = builtin_source("four-stage");
+    for &backend in &common.backends {
+        let mut runs = Vec::new();
+        for run in 1..=common.runs {
+            eprintln!(
+                "history: {} run {run}/{}: {events} events",
+                backend_name(backend),
+                common.runs
+            );
+            let mut server = common.server(backend, &[]).await;
+            let published = server.publish(&source).await;
+            let created = server.create_engagement(&published, "long", 2).await;
+            let name = created.name.clone();
+            let mut grpc = client(&server).await?;
+            grpc.record_goal(request(proto::RecordGoalRequest {
+                engagement: name.clone(),
+                goal_id: "goal-1".to_owned(),
+                title: "Delegate the weekly operations review".to_owned(),
+                measure: String::new(),
+                target: String::new(),
+                due_date: String::new(),
+                etag: String::new(),
+                request_id: String::new(),
+            }))
+            .await
+            .map_err(|status| anyhow!("RecordGoal: {status}"))?;
+            // A check-in's progress on the goal, again and again: the history grows, the
+            // state does not.
+            let mut count = 0;
+            let mut writes = Latencies::new();
+            let mut progress = 0;
+            while count < events {
+                progress = (progress + 7) % 101;
+                let sent = Instant::now();
+                let engagement = grpc
+                    .record_goal_progress(request(proto::RecordGoalProgressRequest {
+                        engagement: name.clone(),
+                        goal_id: "goal-1".to_owned(),
+                        progress,
+                        status: proto::goal::Status::Unspecified.into(),
+                        note: String::new(),
+                        etag: String::new(),
+                        request_id: String::new(),
+                    }))
+                    .await
+                    .map_err(|status| anyhow!("RecordGoalProgress: {status}"))?
+                    .into_inner();
+                writes.record(sent.elapsed());
+                count = engagement.event_count;
+            }
+            let mut get = Latencies::new();
+            let mut size = 0;
+            for _ in 0..samples.max(1) {
+                let sent = Instant::now();
+                let engagement = grpc
+                    .get_engagement(request(proto::GetEngagementRequest { name: name.clone() }))
+                    .await
+                    .map_err(|status| anyhow!("GetEngagement: {status}"))?
+                    .into_inner();
+                get.record(sent.elapsed());
+                size = prost::Message::encoded_len(&engagement);
+            }
+            let mut figures = Figures::default();
+            figures.set("events", count as f64);
+            figures.set("write p50 ms", writes.percentile_ms(50.0));
+            figures.set("write p99 ms", writes.percentile_ms(99.0));
+            figures.set("get p50 ms", get.percentile_ms(50.0));
+            figures.set("get p99 ms", get.percentile_ms(99.0));
+            figures.set("get max ms", get.max_ms());
+            figures.set("reply bytes", size as f64);
+            eprintln!("  {figures:?}");
+            runs.push(figures);
+            server.terminate(Duration::from_secs(60)).await;
+        }
+        println!(
+            "{}",
+            table(
+                &format!(
+                    "(d) one engagement with {events} history events on {}: GetEngagement, one at a time",
+                    backend_name(backend)
+                ),
+                &runs
+            )
+        );
+    }
+    Ok(())
+}
