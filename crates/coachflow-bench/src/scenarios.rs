@@ -13,7 +13,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::lag::{self, LagConsumer};
 use crate::load::{self, LoadSettings, scrape};
 use crate::pgbench;
-use crate::stats::{Figures, Latencies, table};
+use crate::stats::{Figures, Latencies, rows, table};
 
 /// The model of scenario b: ten timers per engagement.
 pub const TEN_TIMERS_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/ten-timers.yaml");
@@ -303,6 +303,11 @@ pub async fn scale(
             );
             let mut server = common.server(backend, &[]).await;
             let published = server.publish(&source).await;
+            // Counts the stored timers (the server's gauge is refreshed only now and then).
+            let store =
+                coachflow_store::Store::connect(server.database().url(), coachflow_store::StoreOptions::default())
+                    .await
+                    .context("cannot open the server's database")?;
             let per_step = engagements.div_ceil(steps);
             let mut created = 0;
             let mut step = 0;
@@ -334,7 +339,7 @@ pub async fn scale(
                 let mut figures = Figures::default();
                 figures.set("run", run as f64);
                 figures.set("engagements", created as f64);
-                figures.set("pending timers", metric(&server, "coachflow_pending_timers", &[]).await);
+                figures.set("pending timers", store.count_timers().await? as f64);
                 figures.set("create/s", count as f64 / report.wall.as_secs_f64());
                 figures.set("RSS MiB", rss);
                 figures.set("get p99 ms", reads.0.percentile_ms(99.0));
@@ -347,7 +352,7 @@ pub async fn scale(
             let (rss, peak) = rss_mib(&server);
             let mut figures = Figures::default();
             figures.set("engagements", created as f64);
-            figures.set("pending timers", metric(&server, "coachflow_pending_timers", &[]).await);
+            figures.set("pending timers", store.count_timers().await? as f64);
             figures.set("load s", load_time.as_secs_f64());
             figures.set("get p50 ms", get.percentile_ms(50.0));
             figures.set("get p99 ms", get.percentile_ms(99.0));
@@ -361,7 +366,7 @@ pub async fn scale(
         }
         println!(
             "{}",
-            table(
+            rows(
                 &format!("(b) store growth on {}, every run", backend_name(backend)),
                 &growth
             )

@@ -129,14 +129,16 @@ impl Figures {
 /// Every run's figures and their medians, as a Markdown table: one row per run, then the
 /// median row.
 pub fn table(title: &str, runs: &[Figures]) -> String {
-    let mut columns: Vec<String> = Vec::new();
-    for run in runs {
-        for (name, _) in &run.values {
-            if !columns.contains(name) {
-                columns.push(name.clone());
-            }
-        }
+    let mut out = rows(title, runs);
+    if runs.len() > 1 {
+        out.push_str(&median_row(runs));
     }
+    out
+}
+
+/// One Markdown row per entry of `runs`, without medians.
+pub fn rows(title: &str, runs: &[Figures]) -> String {
+    let columns = columns(runs);
     let mut out = format!("\n### {title}\n\n| run | {} |\n|---|", columns.join(" | "));
     for _ in &columns {
         out.push_str("---:|");
@@ -146,7 +148,12 @@ pub fn table(title: &str, runs: &[Figures]) -> String {
         let cells: Vec<String> = columns.iter().map(|column| figure(run.get(column))).collect();
         out.push_str(&format!("| {} | {} |\n", index + 1, cells.join(" | ")));
     }
-    if runs.len() > 1 {
+    out
+}
+
+fn median_row(runs: &[Figures]) -> String {
+    let columns = columns(runs);
+    {
         let medians: BTreeMap<&String, f64> = columns
             .iter()
             .map(|column| {
@@ -158,9 +165,20 @@ pub fn table(title: &str, runs: &[Figures]) -> String {
             .iter()
             .map(|column| format!("**{}**", figure(medians[column])))
             .collect();
-        out.push_str(&format!("| median | {} |\n", cells.join(" | ")));
+        format!("| median | {} |\n", cells.join(" | "))
     }
-    out
+}
+
+fn columns(runs: &[Figures]) -> Vec<String> {
+    let mut columns: Vec<String> = Vec::new();
+    for run in runs {
+        for (name, _) in &run.values {
+            if !columns.contains(name) {
+                columns.push(name.clone());
+            }
+        }
+    }
+    columns
 }
 
 fn figure(value: f64) -> String {
