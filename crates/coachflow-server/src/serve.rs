@@ -319,6 +319,13 @@ async fn wait_for_signal() {
     }
 }
 
+/// Accepted gRPC connections, with Nagle's algorithm off: a reply is a few small HTTP/2
+/// frames, and without `TCP_NODELAY` the last one waits for the client's delayed ACK
+/// (40 ms on Linux) whenever the previous write is still unacknowledged.
+fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 #[cfg(test)]
 mod tests {
     use super::redact;
@@ -331,11 +338,4 @@ mod tests {
         );
         assert_eq!(redact("sqlite://coachflow.db"), "sqlite://coachflow.db");
     }
-}
-
-/// Accepted gRPC connections, with Nagle's algorithm off: a reply is a few small HTTP/2
-/// frames, and without `TCP_NODELAY` the last one waits for the client's delayed ACK
-/// (40 ms on Linux) whenever the previous write is still unacknowledged.
-fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

@@ -147,12 +147,10 @@ pub async fn a_watcher_following_positions_misses_nothing(db: TestDb) {
                     tokio::task::yield_now().await;
                 }
                 // Up to the first hole: a commit in flight fills it.
-                let mut next = after + 1;
-                for row in page {
+                for (next, row) in (after + 1..).zip(page) {
                     if row.position != next {
                         break;
                     }
-                    next += 1;
                     seen.push(row);
                 }
                 tokio::task::yield_now().await;
