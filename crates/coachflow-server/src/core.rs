@@ -378,9 +378,19 @@ impl Core {
                 .model(&name.tenant, &loaded.state.model_key, loaded.state.model_version)
                 .await?;
             let now = self.now();
-            let decision = decide(&model, &loaded.state, &command, now)?;
+            // Only a commit checks a kept state against the stored one: any other outcome
+            // of a kept state (a refusal, nothing to do, such as a timer it does not know)
+            // is decided again on the stored state.
+            let decision = match decide(&model, &loaded.state, &command, now) {
+                Ok(decision) => decision,
+                Err(_) if from_cache => continue,
+                Err(error) => return Err(error.into()),
+            };
             let reply = convert::engagement(name, &decision.state, &model, loaded.created_at);
             if decision.events.is_empty() && mutation.request.is_none() {
+                if from_cache {
+                    continue;
+                }
                 return Ok(Executed {
                     engagement: reply,
                     events: 0,

@@ -326,6 +326,43 @@ async fn replicas_keeping_states_lose_no_change(first: Store, second: Store) {
     let error = one.execute(stale).await.unwrap_err();
     assert!(error.to_string().contains("etag"), "{error}");
     assert_eq!(one.get(&name).await.unwrap(), executed.engagement);
+
+    // The other replica fires the timer that opens the follow-up: a replica whose kept
+    // state has it still scheduled neither refuses to complete it nor treats the timer as
+    // gone.
+    clock.advance(TimeDelta::minutes(90));
+    let fire = |timer: &str| Mutation {
+        engagement: name.clone(),
+        actor: Actor::System,
+        action: Action::FireTimer {
+            timer: timer.to_owned(),
+        },
+        expected_sequence: None,
+        request: None,
+    };
+    let opened = two.execute(fire("open:follow-up")).await.unwrap();
+    assert!(opened.events > 0);
+    let follow_up = opened
+        .engagement
+        .tasks
+        .iter()
+        .find(|task| task.key == "follow-up")
+        .unwrap();
+    let instance = follow_up.name.rsplit_once("/tasks/").unwrap().1.to_owned();
+    let complete = Mutation {
+        engagement: name.clone(),
+        actor: Actor::Person("coach-1".to_owned()),
+        action: Action::CompleteTask {
+            task: instance,
+            outputs: BTreeMap::new(),
+        },
+        expected_sequence: None,
+        request: None,
+    };
+    let completed = one.execute(complete).await.unwrap();
+    assert!(completed.events > 0);
+    // Firing it again is nothing to do, on either replica.
+    assert_eq!(one.execute(fire("open:follow-up")).await.unwrap().events, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
