@@ -67,7 +67,7 @@ impl Store {
     )]
     pub async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
         let rows = Rows::prepare(&commit)?;
-        let transaction = self.begin_write().await?;
+        let (transaction, _turn) = self.begin_write().await?;
         let outcome = rows.write(&transaction, &commit, self.options.snapshot_every).await;
         finish(transaction, outcome).await
     }

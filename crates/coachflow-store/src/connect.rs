@@ -1,6 +1,7 @@
 //! Connecting, migrating and closing.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use coachflow_migration::{Migrator, MigratorTrait};
@@ -67,7 +68,16 @@ pub struct Store {
     pub(crate) db: DatabaseConnection,
     pub(crate) backend: Backend,
     pub(crate) options: StoreOptions,
+    /// SQLite: this process's writers take turns here, first come first served, before
+    /// they take the database's write lock. (SQLite's own busy handler retries after
+    /// growing sleeps: under many concurrent writers an unlucky one could wait past the
+    /// busy timeout and fail with "database is locked".)
+    writers: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// Held by a write transaction until it ends: the turn of SQLite writers of this process
+/// (nothing on PostgreSQL).
+pub(crate) type WriteTurn = Option<tokio::sync::OwnedMutexGuard<()>>;
 
 /// How long a SQLite writer waits for another to finish before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,7 +118,12 @@ impl Store {
             });
         }
         let db = Database::connect(connect).await?;
-        Ok(Store { db, backend, options })
+        Ok(Store {
+            db,
+            backend,
+            options,
+            writers: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     /// Applies pending migrations; idempotent. On PostgreSQL a transaction-scoped advisory
@@ -116,7 +131,7 @@ impl Store {
     /// write transaction does the same.
     #[tracing::instrument(level = "info", skip(self), fields(backend = self.backend.as_str()))]
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let transaction = self.begin_write().await?;
+        let (transaction, _turn) = self.begin_write().await?;
         let migrated = async {
             if self.backend == Backend::Postgres {
                 transaction
@@ -154,20 +169,24 @@ impl Store {
         Ok(self.db.close().await?)
     }
 
-    /// Begins a transaction that will write. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`), so concurrent writers queue on the busy timeout instead of
-    /// failing when a read transaction cannot be upgraded.
-    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+    /// Begins a transaction that will write; keep the turn until it ends. On SQLite the
+    /// process's writers queue in order for their turn, and the transaction takes the write
+    /// lock at once (`BEGIN IMMEDIATE`), so it cannot fail for a read lock that cannot be
+    /// upgraded, and only other processes' writers wait on the busy timeout.
+    pub(crate) async fn begin_write(&self) -> Result<(DatabaseTransaction, WriteTurn), DbErr> {
         match self.backend {
             Backend::Sqlite => {
-                self.db
+                let turn = Arc::clone(&self.writers).lock_owned().await;
+                let transaction = self
+                    .db
                     .begin_with_options(TransactionOptions {
                         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                         ..TransactionOptions::default()
                     })
-                    .await
+                    .await?;
+                Ok((transaction, Some(turn)))
             }
-            Backend::Postgres => self.db.begin().await,
+            Backend::Postgres => Ok((self.db.begin().await?, None)),
         }
     }
 

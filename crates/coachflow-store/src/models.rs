@@ -104,7 +104,7 @@ impl Store {
         idempotency: Option<NewIdempotencyKey>,
     ) -> Result<StoredModel, StoreError> {
         for _ in 0..PUBLISH_ATTEMPTS {
-            let transaction = self.begin_write().await?;
+            let (transaction, _turn) = self.begin_write().await?;
             match publish_in(&transaction, &model, idempotency.as_ref()).await {
                 Ok(Some(stored)) => return finish(transaction, Ok(stored)).await,
                 Ok(None) => transaction.rollback().await?,

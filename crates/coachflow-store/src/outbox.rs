@@ -163,7 +163,7 @@ impl Store {
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let claimed_until = lease_end(now, lease)?;
         let limit = i64::try_from(crate::convert::limit(limit)).unwrap_or(i64::MAX);
-        let transaction = self.begin_write().await?;
+        let (transaction, _turn) = self.begin_write().await?;
         let claimed = async {
             if self.backend == Backend::Postgres {
                 transaction
