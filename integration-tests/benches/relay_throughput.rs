@@ -25,10 +25,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use coachflow_broker::{ContentMode, RelaySettings};
-use coachflow_engine::{Action, Actor, Audience, Command, EngagementRef, EngagementState, decide, public_event};
+use coachflow_engine::{Action, Actor, Audience, Command, EngagementRef, EngagementState, decide};
 use coachflow_integration_tests::amqp::{self, Consumer, TestExchange};
 use coachflow_model::Model;
-use coachflow_store::{Commit, NewOutboxEvent, Store, StoreOptions};
+use coachflow_server::core::outbox_rows;
+use coachflow_store::{Commit, Store, StoreOptions};
 use tokio::sync::watch;
 
 const RUNS: usize = 3;
@@ -71,21 +72,7 @@ async fn start(store: &Store, model: &Model, id: &str) -> usize {
         tenant: "acme",
         name: &name,
     };
-    let outbox: Vec<NewOutboxEvent> = decision
-        .events
-        .iter()
-        .filter_map(|event| public_event(reference, model, &Audience::default(), &decision.state, event))
-        .map(|event| NewOutboxEvent {
-            event_id: event.id,
-            sequence: event.sequence,
-            event_type: event.event_type,
-            routing_key: event.routing_key,
-            subject: event.subject,
-            time: event.time,
-            data: event.data.to_string(),
-            traceparent: None,
-        })
-        .collect();
+    let outbox = outbox_rows(reference, model, &Audience::default(), &decision, None);
     store
         .commit(Commit {
             tenant: "acme",

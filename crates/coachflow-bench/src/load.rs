@@ -636,7 +636,12 @@ fn with_actor<T>(message: T, actor: &str) -> tonic::Request<T> {
 
 /// `coachflow_timers_fired_total{outcome="fired"}`, or `None` without a metrics endpoint.
 async fn fired_timers(clock: &ServerClock) -> Option<f64> {
-    let address = clock.metrics?;
+    fired_timers_at(clock.metrics?).await
+}
+
+/// `coachflow_timers_fired_total{outcome="fired"}` of the server whose metrics endpoint is
+/// `address`; `None` if it cannot be read.
+pub async fn fired_timers_at(address: std::net::SocketAddr) -> Option<f64> {
     let exposition = scrape(address).await.ok()?;
     Some(metric_value(&exposition, "coachflow_timers_fired_total", &[("outcome", "fired")]).unwrap_or(0.0))
 }

@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use coachflow_integration_tests::amqp::{TestExchange, amqp_url};
-use coachflow_integration_tests::client::{SERVICE_ACTOR, builtin_source, metric_value, parent};
+use coachflow_integration_tests::client::{SERVICE_ACTOR, builtin_source, parent};
 use coachflow_integration_tests::{Backend, TestServer, engagement_name, history, parse_model};
 use coachflow_server::proto::{self, engagement_service_client::EngagementServiceClient};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::lag::{self, LagConsumer};
-use crate::load::{self, LoadSettings, scrape};
+use crate::load::{self, LoadSettings};
 use crate::pgbench;
 use crate::stats::{Figures, Latencies, rows, table};
 
@@ -103,13 +103,11 @@ fn rss_mib(server: &TestServer) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-async fn metric(server: &TestServer, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let Some(address) = server.metrics_address() else {
-        return f64::NAN;
-    };
-    match scrape(address).await {
-        Ok(exposition) => metric_value(&exposition, name, labels).unwrap_or(0.0),
-        Err(_) => f64::NAN,
+/// The server's count of fired timers (NaN without a readable metrics endpoint).
+async fn fired_timers(server: &TestServer) -> f64 {
+    match server.metrics_address() {
+        Some(address) => load::fired_timers_at(address).await.unwrap_or(f64::NAN),
+        None => f64::NAN,
     }
 }
 
@@ -127,6 +125,27 @@ fn request<T>(message: T) -> tonic::Request<T> {
         request.metadata_mut().insert("coachflow-actor", actor);
     }
     request
+}
+
+/// Measures `common.runs` times on each backend (`measure` starts its own server) and
+/// prints a table per backend: every run and the median.
+async fn each_run(
+    common: &Common,
+    label: &str,
+    title: impl Fn(Backend) -> String,
+    mut measure: impl AsyncFnMut(Backend) -> anyhow::Result<Figures>,
+) -> anyhow::Result<()> {
+    for &backend in &common.backends {
+        let mut runs = Vec::new();
+        for run in 1..=common.runs {
+            eprintln!("{label}: {} run {run}/{}", backend_name(backend), common.runs);
+            let figures = measure(backend).await?;
+            eprintln!("  {figures:?}");
+            runs.push(figures);
+        }
+        println!("{}", table(&title(backend), &runs));
+    }
+    Ok(())
 }
 
 // ----- (a) throughput ----------------------------------------------------------------------
@@ -220,7 +239,7 @@ async fn throughput_run(
     .await?;
     let ended = Instant::now();
     let (rss, peak) = rss_mib(&server);
-    let timers = metric(&server, "coachflow_timers_fired_total", &[("outcome", "fired")]).await;
+    let timers = fired_timers(&server).await;
     let wall = report.wall.as_secs_f64();
     let all = report.all_commands();
     let completions = report.completions() as f64;
@@ -452,172 +471,146 @@ impl Lcg {
 
 pub async fn storm(common: &Common, timers: usize, concurrency: usize) -> anyhow::Result<()> {
     let source = builtin_source("four-stage");
-    for &backend in &common.backends {
-        let mut runs = Vec::new();
-        for run in 1..=common.runs {
-            eprintln!(
-                "storm: {} run {run}/{}: {timers} timers",
-                backend_name(backend),
-                common.runs
-            );
-            let mut server = common.server(backend, &[]).await;
-            let published = server.publish(&source).await;
-            // Every engagement starts at the same (standing) time, so each one's kick-off
-            // reminder falls due at the same instant.
-            let report = load::run(
-                &server,
-                parse_model(&source),
-                &published,
-                LoadSettings {
-                    engagements: timers,
-                    concurrency,
-                    stakeholders: 2,
-                    id_prefix: "t".to_owned(),
-                    start_only: true,
-                    keep_acks: false,
-                },
-            )
-            .await?;
-            if report.failed > 0 {
-                bail!("{} engagements failed to start: {:?}", report.failed, report.errors);
-            }
-            let first = server.history(&engagement_name("t0000000")).await;
-            let due = history::timers(&first)
-                .pending
-                .values()
-                .min()
-                .copied()
-                .context("the first engagement has no timer")?;
-            let before = metric(&server, "coachflow_timers_fired_total", &[("outcome", "fired")]).await;
-            server.set_time(due);
-            let moved = Instant::now();
-            let mut fired = 0.0;
-            let mut half = None;
-            while moved.elapsed() < Duration::from_secs(600) {
-                fired = metric(&server, "coachflow_timers_fired_total", &[("outcome", "fired")]).await - before;
-                if half.is_none() && fired >= timers as f64 / 2.0 {
-                    half = Some(moved.elapsed());
-                }
-                if fired >= timers as f64 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            let all = moved.elapsed();
-            let (rss, peak) = rss_mib(&server);
-            let mut figures = Figures::default();
-            figures.set("timers", timers as f64);
-            figures.set("fired", fired);
-            figures.set("half fired s", half.map_or(f64::NAN, |half| half.as_secs_f64()));
-            figures.set("all fired s", all.as_secs_f64());
-            figures.set("fired/s", fired / all.as_secs_f64());
-            figures.set("RSS MiB", rss);
-            figures.set("peak RSS MiB", peak);
-            eprintln!("  {figures:?}");
-            runs.push(figures);
-            server.terminate(Duration::from_secs(60)).await;
+    let title = |backend| {
+        format!(
+            "(c) {timers} timers due in the same instant on {}: time until all fired",
+            backend_name(backend)
+        )
+    };
+    each_run(common, &format!("storm: {timers} timers"), title, async |backend| {
+        let mut server = common.server(backend, &[]).await;
+        let published = server.publish(&source).await;
+        // Every engagement starts at the same (standing) time, so each one's kick-off
+        // reminder falls due at the same instant.
+        let report = load::run(
+            &server,
+            parse_model(&source),
+            &published,
+            LoadSettings {
+                engagements: timers,
+                concurrency,
+                stakeholders: 2,
+                id_prefix: "t".to_owned(),
+                start_only: true,
+                keep_acks: false,
+            },
+        )
+        .await?;
+        if report.failed > 0 {
+            bail!("{} engagements failed to start: {:?}", report.failed, report.errors);
         }
-        println!(
-            "{}",
-            table(
-                &format!(
-                    "(c) {timers} timers due in the same instant on {}: time until all fired",
-                    backend_name(backend)
-                ),
-                &runs
-            )
-        );
-    }
-    Ok(())
+        let first = server.history(&engagement_name("t0000000")).await;
+        let due = history::timers(&first)
+            .pending
+            .values()
+            .min()
+            .copied()
+            .context("the first engagement has no timer")?;
+        let before = fired_timers(&server).await;
+        server.set_time(due);
+        let moved = Instant::now();
+        let mut fired = 0.0;
+        let mut half = None;
+        while moved.elapsed() < Duration::from_secs(600) {
+            fired = fired_timers(&server).await - before;
+            if half.is_none() && fired >= timers as f64 / 2.0 {
+                half = Some(moved.elapsed());
+            }
+            if fired >= timers as f64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let all = moved.elapsed();
+        let (rss, peak) = rss_mib(&server);
+        let mut figures = Figures::default();
+        figures.set("timers", timers as f64);
+        figures.set("fired", fired);
+        figures.set("half fired s", half.map_or(f64::NAN, |half| half.as_secs_f64()));
+        figures.set("all fired s", all.as_secs_f64());
+        figures.set("fired/s", fired / all.as_secs_f64());
+        figures.set("RSS MiB", rss);
+        figures.set("peak RSS MiB", peak);
+        server.terminate(Duration::from_secs(60)).await;
+        Ok(figures)
+    })
+    .await
 }
 
 // ----- (d) long history --------------------------------------------------------------------
 
 pub async fn history(common: &Common, events: u64, samples: usize) -> anyhow::Result<()> {
     let source = builtin_source("four-stage");
-    for &backend in &common.backends {
-        let mut runs = Vec::new();
-        for run in 1..=common.runs {
-            eprintln!(
-                "history: {} run {run}/{}: {events} events",
-                backend_name(backend),
-                common.runs
-            );
-            let mut server = common.server(backend, &[]).await;
-            let published = server.publish(&source).await;
-            let created = server.create_engagement(&published, "long", 2).await;
-            let name = created.name.clone();
-            let mut grpc = client(&server).await?;
-            grpc.record_goal(request(proto::RecordGoalRequest {
-                engagement: name.clone(),
-                goal_id: "goal-1".to_owned(),
-                title: "Delegate the weekly operations review".to_owned(),
-                measure: String::new(),
-                target: String::new(),
-                due_date: String::new(),
-                etag: String::new(),
-                request_id: String::new(),
-            }))
-            .await
-            .map_err(|status| anyhow!("RecordGoal: {status}"))?;
-            // A check-in's progress on the goal, again and again: the history grows, the
-            // state does not.
-            let mut count = 0;
-            let mut writes = Latencies::new();
-            let mut progress = 0;
-            while count < events {
-                progress = (progress + 7) % 101;
-                let sent = Instant::now();
-                let engagement = grpc
-                    .record_goal_progress(request(proto::RecordGoalProgressRequest {
-                        engagement: name.clone(),
-                        goal_id: "goal-1".to_owned(),
-                        progress,
-                        status: proto::goal::Status::Unspecified.into(),
-                        note: String::new(),
-                        etag: String::new(),
-                        request_id: String::new(),
-                    }))
-                    .await
-                    .map_err(|status| anyhow!("RecordGoalProgress: {status}"))?
-                    .into_inner();
-                writes.record(sent.elapsed());
-                count = engagement.event_count;
-            }
-            let mut get = Latencies::new();
-            let mut size = 0;
-            for _ in 0..samples.max(1) {
-                let sent = Instant::now();
-                let engagement = grpc
-                    .get_engagement(request(proto::GetEngagementRequest { name: name.clone() }))
-                    .await
-                    .map_err(|status| anyhow!("GetEngagement: {status}"))?
-                    .into_inner();
-                get.record(sent.elapsed());
-                size = prost::Message::encoded_len(&engagement);
-            }
-            let mut figures = Figures::default();
-            figures.set("events", count as f64);
-            figures.set("write p50 ms", writes.percentile_ms(50.0));
-            figures.set("write p99 ms", writes.percentile_ms(99.0));
-            figures.set("get p50 ms", get.percentile_ms(50.0));
-            figures.set("get p99 ms", get.percentile_ms(99.0));
-            figures.set("get max ms", get.max_ms());
-            figures.set("reply bytes", size as f64);
-            eprintln!("  {figures:?}");
-            runs.push(figures);
-            server.terminate(Duration::from_secs(60)).await;
+    let title = |backend| {
+        format!(
+            "(d) one engagement with {events} history events on {}: GetEngagement, one at a time",
+            backend_name(backend)
+        )
+    };
+    each_run(common, &format!("history: {events} events"), title, async |backend| {
+        let mut server = common.server(backend, &[]).await;
+        let published = server.publish(&source).await;
+        let created = server.create_engagement(&published, "long", 2).await;
+        let name = created.name.clone();
+        let mut grpc = client(&server).await?;
+        grpc.record_goal(request(proto::RecordGoalRequest {
+            engagement: name.clone(),
+            goal_id: "goal-1".to_owned(),
+            title: "Delegate the weekly operations review".to_owned(),
+            measure: String::new(),
+            target: String::new(),
+            due_date: String::new(),
+            etag: String::new(),
+            request_id: String::new(),
+        }))
+        .await
+        .map_err(|status| anyhow!("RecordGoal: {status}"))?;
+        // A check-in's progress on the goal, again and again: the history grows, the
+        // state does not.
+        let mut count = 0;
+        let mut writes = Latencies::new();
+        let mut progress = 0;
+        while count < events {
+            progress = (progress + 7) % 101;
+            let sent = Instant::now();
+            let engagement = grpc
+                .record_goal_progress(request(proto::RecordGoalProgressRequest {
+                    engagement: name.clone(),
+                    goal_id: "goal-1".to_owned(),
+                    progress,
+                    status: proto::goal::Status::Unspecified.into(),
+                    note: String::new(),
+                    etag: String::new(),
+                    request_id: String::new(),
+                }))
+                .await
+                .map_err(|status| anyhow!("RecordGoalProgress: {status}"))?
+                .into_inner();
+            writes.record(sent.elapsed());
+            count = engagement.event_count;
         }
-        println!(
-            "{}",
-            table(
-                &format!(
-                    "(d) one engagement with {events} history events on {}: GetEngagement, one at a time",
-                    backend_name(backend)
-                ),
-                &runs
-            )
-        );
-    }
-    Ok(())
+        let mut get = Latencies::new();
+        let mut size = 0;
+        for _ in 0..samples.max(1) {
+            let sent = Instant::now();
+            let engagement = grpc
+                .get_engagement(request(proto::GetEngagementRequest { name: name.clone() }))
+                .await
+                .map_err(|status| anyhow!("GetEngagement: {status}"))?
+                .into_inner();
+            get.record(sent.elapsed());
+            size = prost::Message::encoded_len(&engagement);
+        }
+        let mut figures = Figures::default();
+        figures.set("events", count as f64);
+        figures.set("write p50 ms", writes.percentile_ms(50.0));
+        figures.set("write p99 ms", writes.percentile_ms(99.0));
+        figures.set("get p50 ms", get.percentile_ms(50.0));
+        figures.set("get p99 ms", get.percentile_ms(99.0));
+        figures.set("get max ms", get.max_ms());
+        figures.set("reply bytes", size as f64);
+        server.terminate(Duration::from_secs(60)).await;
+        Ok(figures)
+    })
+    .await
 }

@@ -461,21 +461,7 @@ impl Core {
             name: &engagement_name,
         };
         let traceparent = crate::trace::current().map(|context| context.traceparent());
-        let outbox: Vec<NewOutboxEvent> = decision
-            .events
-            .iter()
-            .filter_map(|event| public_event(reference, model, &self.settings.audience, &decision.state, event))
-            .map(|event| NewOutboxEvent {
-                event_id: event.id,
-                sequence: event.sequence,
-                event_type: event.event_type,
-                routing_key: event.routing_key,
-                subject: event.subject,
-                time: event.time,
-                data: event.data.to_string(),
-                traceparent: traceparent.clone(),
-            })
-            .collect();
+        let outbox = outbox_rows(reference, model, &self.settings.audience, decision, traceparent);
         let idempotency = request.map(|request| self.idempotency_key(request, reply.encode_to_vec(), now));
         self.store
             .commit(Commit {
@@ -545,6 +531,32 @@ impl Core {
             .map(Some)
             .map_err(|error| ApiError::Internal(format!("stored response is unreadable: {error}")))
     }
+}
+
+/// The outbox rows of a decision: its public events as `audience` may see them, with the
+/// trace context of the command that made it.
+pub fn outbox_rows(
+    reference: EngagementRef<'_>,
+    model: &Model,
+    audience: &Audience,
+    decision: &Decision,
+    traceparent: Option<String>,
+) -> Vec<NewOutboxEvent> {
+    decision
+        .events
+        .iter()
+        .filter_map(|event| public_event(reference, model, audience, &decision.state, event))
+        .map(|event| NewOutboxEvent {
+            event_id: event.id,
+            sequence: event.sequence,
+            event_type: event.event_type,
+            routing_key: event.routing_key,
+            subject: event.subject,
+            time: event.time,
+            data: event.data.to_string(),
+            traceparent: traceparent.clone(),
+        })
+        .collect()
 }
 
 fn not_found(name: &EngagementName) -> ApiError {
