@@ -42,24 +42,27 @@ impl fmt::Display for Problem {
 #[error("the model has {} problem(s):\n{}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
 pub struct Problems(pub Vec<Problem>);
 
-/// Keys of roles, milestones, phases and tasks: what a resource name and a routing key can
-/// carry unescaped.
+/// The longest key a model may use.
+pub const MAX_KEY_LENGTH: usize = 63;
+
+/// The key rule, as the JSON Schema's `pattern` writes it.
+pub const KEY_PATTERN: &str = r"^[a-z][a-z0-9_-]{0,62}$";
+
+/// Keys of models, roles, milestones, phases, tasks and outputs, as firms write them: lower
+/// snake_case or kebab-case (`goal_statement`, `goal-statement`). Resource names, routing
+/// keys and CloudEvents carry them unescaped; CEL reads a snake_case key as a field
+/// (`outputs.goal_statement`), a kebab-case one by index (`outputs['goal-statement']`).
 pub fn is_valid_key(key: &str) -> bool {
     let mut characters = key.chars();
     characters.next().is_some_and(|first| first.is_ascii_lowercase())
-        && key.len() <= 63
-        && characters.all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-')
+        && key.len() <= MAX_KEY_LENGTH
+        && characters.all(|character| {
+            character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-' || character == '_'
+        })
 }
 
-/// Keys of outputs: they are CEL field names, so underscores instead of dashes.
-pub fn is_valid_output_key(key: &str) -> bool {
-    let mut characters = key.chars();
-    characters.next().is_some_and(|first| first.is_ascii_lowercase())
-        && key.len() <= 63
-        && characters.all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '_')
-}
-
-const KEY_RULE: &str = "lower-case letters, digits and dashes, starting with a letter, at most 63 characters";
+const KEY_RULE: &str =
+    "lower-case letters, digits, '_' and '-', starting with a letter, at most 63 characters (snake_case or kebab-case)";
 
 /// Validates `document` and compiles it into a runnable [`Model`].
 pub fn compile(document: ProcessModel) -> Result<Model, Problems> {
@@ -92,17 +95,17 @@ struct TaskLocation {
 }
 
 impl Vocabulary for Checker<'_> {
-    fn has_task(&self, key: &str) -> bool {
-        self.all_tasks().any(|(_, task)| task.key == key)
+    fn task_keys(&self) -> Vec<&str> {
+        self.all_tasks().map(|(_, task)| task.key.as_str()).collect()
     }
 
-    fn has_output(&self, task: &str, output: &str) -> Option<bool> {
+    fn output_keys(&self, task: &str) -> Option<Vec<&str>> {
         let (_, task) = self.all_tasks().find(|(_, candidate)| candidate.key == task)?;
-        Some(output.is_empty() || task.outputs.iter().any(|candidate| candidate.key == output))
+        Some(task.outputs.iter().map(|output| output.key.as_str()).collect())
     }
 
-    fn has_role(&self, key: &str) -> bool {
-        self.document.spec.roles.iter().any(|role| role.key == key)
+    fn role_keys(&self) -> Vec<&str> {
+        self.document.spec.roles.iter().map(|role| role.key.as_str()).collect()
     }
 }
 
@@ -237,7 +240,7 @@ impl<'a> Checker<'a> {
     }
 
     fn check_role(&mut self, path: String, role: &str) -> bool {
-        if self.has_role(role) {
+        if self.document.spec.roles.iter().any(|declared| declared.key == role) {
             return true;
         }
         self.report(path, format!("unknown role '{role}'"));
@@ -422,10 +425,10 @@ impl<'a> Checker<'a> {
         let mut output_keys = HashMap::new();
         for (position, output) in task.outputs.iter().enumerate() {
             let output_path = format!("{path}.outputs[{position}]");
-            if !is_valid_output_key(&output.key) {
+            if !is_valid_key(&output.key) {
                 self.report(
                     format!("{output_path}.key"),
-                    format!("'{}' is not a valid output key: lower-case letters, digits and underscores, starting with a letter, at most 63 characters", output.key),
+                    format!("'{}' is not a valid output key: {KEY_RULE}", output.key),
                 );
             }
             let first = *output_keys.entry(output.key.as_str()).or_insert(position);

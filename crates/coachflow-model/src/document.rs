@@ -8,6 +8,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::compile::KEY_PATTERN;
+
 /// The only `apiVersion` this crate reads.
 pub const API_VERSION: &str = "coachflow.dev/v1";
 /// The only `kind` this crate reads.
@@ -30,8 +32,9 @@ pub struct ProcessModel {
 #[serde(deny_unknown_fields)]
 pub struct Metadata {
     /// Stable identifier of the model; publishing the same key again makes a new version.
-    /// Lower-case letters, digits and dashes, starting with a letter.
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,62}$"))]
+    /// Lower-case letters, digits, `_` and `-`, starting with a letter (snake_case or
+    /// kebab-case).
+    #[schemars(extend("pattern" = KEY_PATTERN))]
     pub key: String,
     /// Human-readable name.
     pub name: String,
@@ -58,7 +61,7 @@ pub struct Spec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Role {
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,62}$"))]
+    #[schemars(extend("pattern" = KEY_PATTERN))]
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -73,7 +76,7 @@ pub struct Role {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Milestone {
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,62}$"))]
+    #[schemars(extend("pattern" = KEY_PATTERN))]
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -84,7 +87,7 @@ pub struct Milestone {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Phase {
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,62}$"))]
+    #[schemars(extend("pattern" = KEY_PATTERN))]
     pub key: String,
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,7 +139,7 @@ impl TaskKind {
 #[serde(deny_unknown_fields)]
 pub struct Task {
     /// Unique across the whole model.
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,62}$"))]
+    #[schemars(extend("pattern" = KEY_PATTERN))]
     pub key: String,
     pub name: String,
     pub kind: TaskKind,
@@ -242,7 +245,7 @@ impl OutputType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Output {
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9_]{0,62}$"))]
+    #[schemars(extend("pattern" = KEY_PATTERN))]
     pub key: String,
     #[serde(rename = "type")]
     pub output_type: OutputType,
@@ -291,8 +294,14 @@ pub struct Transition {
     pub when: Option<String>,
 }
 
-/// ISO-8601 duration as accepted by [`crate::IsoDuration`].
-pub(crate) const DURATION_PATTERN: &str = r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$";
+/// ISO-8601 duration as accepted by [`crate::IsoDuration`] (which also refuses zero): a
+/// date part, a time part or both, each with at least one unit, in order. Written without
+/// lookarounds, so every JSON Schema validator (ECMA-262 or RE2-style regexes) reads it.
+pub const DURATION_PATTERN: &str = concat!(
+    r"^P(?:(?:\d+Y(?:\d+M)?(?:\d+W)?(?:\d+D)?|\d+M(?:\d+W)?(?:\d+D)?|\d+W(?:\d+D)?|\d+D)",
+    r"(?:T(?:\d+H(?:\d+M)?(?:\d+S)?|\d+M(?:\d+S)?|\d+S))?",
+    r"|T(?:\d+H(?:\d+M)?(?:\d+S)?|\d+M(?:\d+S)?|\d+S))$"
+);
 
 fn is_false(value: &bool) -> bool {
     !*value

@@ -29,10 +29,12 @@ pub const PHASE_FIELDS: [&str; 4] = ["key", "iteration", "tasks_done", "approved
 
 /// What a condition may refer to, drawn from the model being validated.
 pub trait Vocabulary {
-    fn has_task(&self, key: &str) -> bool;
-    /// `None` when the task does not exist.
-    fn has_output(&self, task: &str, output: &str) -> Option<bool>;
-    fn has_role(&self, key: &str) -> bool;
+    /// Every task key of the model.
+    fn task_keys(&self) -> Vec<&str>;
+    /// The output keys of `task`; `None` when the task does not exist.
+    fn output_keys(&self, task: &str) -> Option<Vec<&str>>;
+    /// Every role key of the model.
+    fn role_keys(&self) -> Vec<&str>;
 }
 
 thread_local! {
@@ -271,8 +273,9 @@ fn collect_accesses<'e>(
 fn check_access(root: &str, keys: &[&str], vocabulary: &dyn Vocabulary, problems: &mut Vec<String>) {
     match (root, keys) {
         ("tasks", [task, rest @ ..]) => {
-            if !vocabulary.has_task(task) {
-                problems.push(format!("unknown task '{task}'"));
+            let tasks = vocabulary.task_keys();
+            if !tasks.contains(task) {
+                problems.push(format!("unknown task '{task}'{}", dashed_hint("tasks", task, &tasks)));
             } else if let Some(field) = rest.first()
                 && !TASK_FIELDS.contains(field)
             {
@@ -282,18 +285,22 @@ fn check_access(root: &str, keys: &[&str], vocabulary: &dyn Vocabulary, problems
                 ));
             }
         }
-        ("outputs", [task, rest @ ..]) => match (
-            vocabulary.has_output(task, rest.first().copied().unwrap_or("")),
-            rest.first(),
-        ) {
-            (None, _) => problems.push(format!("unknown task '{task}'")),
-            (Some(false), Some(output)) => {
-                problems.push(format!("task '{task}' has no output '{output}'"));
+        ("outputs", [task, rest @ ..]) => match (vocabulary.output_keys(task), rest.first()) {
+            (None, _) => {
+                let tasks = vocabulary.task_keys();
+                problems.push(format!("unknown task '{task}'{}", dashed_hint("outputs", task, &tasks)));
+            }
+            (Some(outputs), Some(output)) if !outputs.contains(output) => {
+                let hint = dashed_hint(&format!("outputs['{task}']"), output, &outputs);
+                problems.push(format!("task '{task}' has no output '{output}'{hint}"));
             }
             _ => {}
         },
-        ("people", [role, ..]) if !vocabulary.has_role(role) => {
-            problems.push(format!("unknown role '{role}'"));
+        ("people", [role, ..]) => {
+            let roles = vocabulary.role_keys();
+            if !roles.contains(role) {
+                problems.push(format!("unknown role '{role}'{}", dashed_hint("people", role, &roles)));
+            }
         }
         ("phase", [field, ..]) if !PHASE_FIELDS.contains(field) => {
             problems.push(format!(
@@ -302,12 +309,39 @@ fn check_access(root: &str, keys: &[&str], vocabulary: &dyn Vocabulary, problems
             ));
         }
         (variable, _) if !VARIABLES.contains(&variable) => {
+            let tasks = vocabulary.task_keys();
+            let outputs = tasks
+                .iter()
+                .flat_map(|task| vocabulary.output_keys(task).unwrap_or_default());
+            let dashed = tasks
+                .iter()
+                .copied()
+                .chain(outputs)
+                .chain(vocabulary.role_keys())
+                .any(|key| key.split('-').skip(1).any(|part| part.starts_with(variable)));
+            let hint = if dashed {
+                "; a key with a dash is read by index in CEL (outputs['goal-statement']), since a dash is minus"
+            } else {
+                ""
+            };
             problems.push(format!(
-                "unknown variable '{variable}'; conditions can use {}",
+                "unknown variable '{variable}'; conditions can use {}{hint}",
                 VARIABLES.join(", ")
             ));
         }
         _ => {}
+    }
+}
+
+/// When `fragment` is the start of a kebab-case key (`goal` of `goal-statement`), CEL read
+/// the dash as minus: say how to reach the key by index.
+fn dashed_hint(selector: &str, fragment: &str, keys: &[&str]) -> String {
+    let prefix = format!("{fragment}-");
+    match keys.iter().find(|key| key.starts_with(&prefix)) {
+        Some(key) => {
+            format!("; CEL reads the dash in '{key}' as minus: write {selector}['{key}'], or use snake_case keys")
+        }
+        None => String::new(),
     }
 }
 
@@ -318,14 +352,18 @@ mod tests {
     struct Fixture;
 
     impl Vocabulary for Fixture {
-        fn has_task(&self, key: &str) -> bool {
-            key == "review"
+        fn task_keys(&self) -> Vec<&str> {
+            vec!["review", "goal-statement"]
         }
-        fn has_output(&self, task: &str, output: &str) -> Option<bool> {
-            (task == "review").then(|| output.is_empty() || output == "course_correction")
+        fn output_keys(&self, task: &str) -> Option<Vec<&str>> {
+            match task {
+                "review" => Some(vec!["course_correction", "next-step"]),
+                "goal-statement" => Some(vec!["goal_count"]),
+                _ => None,
+            }
         }
-        fn has_role(&self, key: &str) -> bool {
-            key == "stakeholder"
+        fn role_keys(&self) -> Vec<&str> {
+            vec!["stakeholder", "line-manager"]
         }
     }
 
@@ -363,6 +401,37 @@ mod tests {
             problems("tasks.review.finished"),
             [
                 "tasks.review has no field 'finished'; it has status, done, total, open, completed, skipped, cancelled, overdue, occurrences"
+            ]
+        );
+    }
+
+    #[test]
+    fn kebab_case_keys_read_as_fields_get_a_hint_to_index_them() {
+        assert_eq!(
+            problems("outputs['goal-statement'].goal_count >= 1"),
+            Vec::<String>::new()
+        );
+        assert_eq!(problems("tasks['goal-statement'].done"), Vec::<String>::new());
+        assert_eq!(problems("people['line-manager'] >= 1"), Vec::<String>::new());
+        assert_eq!(
+            problems("outputs.goal-statement.goal_count >= 1"),
+            [
+                "unknown task 'goal'; CEL reads the dash in 'goal-statement' as minus: write outputs['goal-statement'], or use snake_case keys",
+                "unknown variable 'statement'; conditions can use tasks, outputs, goals, commitments, people, phase; a key with a dash is read by index in CEL (outputs['goal-statement']), since a dash is minus",
+            ]
+        );
+        assert_eq!(
+            problems("outputs.review.next-step == 'x'"),
+            [
+                "task 'review' has no output 'next'; CEL reads the dash in 'next-step' as minus: write outputs['review']['next-step'], or use snake_case keys",
+                "unknown variable 'step'; conditions can use tasks, outputs, goals, commitments, people, phase; a key with a dash is read by index in CEL (outputs['goal-statement']), since a dash is minus",
+            ]
+        );
+        assert_eq!(
+            problems("people.line-manager >= 1"),
+            [
+                "unknown role 'line'; CEL reads the dash in 'line-manager' as minus: write people['line-manager'], or use snake_case keys",
+                "unknown variable 'manager'; conditions can use tasks, outputs, goals, commitments, people, phase; a key with a dash is read by index in CEL (outputs['goal-statement']), since a dash is minus",
             ]
         );
     }

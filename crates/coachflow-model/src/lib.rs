@@ -16,10 +16,10 @@ mod schedule;
 
 pub use cel;
 pub use compile::INTEGRATION_AUDIENCE;
-pub use compile::{Problem, Problems, compile, is_valid_key, is_valid_output_key};
+pub use compile::{KEY_PATTERN, MAX_KEY_LENGTH, Problem, Problems, compile, is_valid_key};
 pub use document::{
-    API_VERSION, Exit, KIND, Metadata, Milestone, Output, OutputType, Phase, ProcessModel, Repeat, Role, Spec, Task,
-    TaskKind, Transition,
+    API_VERSION, DURATION_PATTERN, Exit, KIND, Metadata, Milestone, Output, OutputType, Phase, ProcessModel, Repeat,
+    Role, Spec, Task, TaskKind, Transition,
 };
 pub use duration::{DurationError, IsoDuration, resolve_local};
 pub use expression::{Condition, Needs, PHASE_FIELDS, TASK_FIELDS, VARIABLES, Vocabulary};

@@ -39,7 +39,8 @@ spec:
           participants: [client]
 "#;
 
-const KEY_RULE: &str = "lower-case letters, digits and dashes, starting with a letter, at most 63 characters";
+const KEY_RULE: &str =
+    "lower-case letters, digits, '_' and '-', starting with a letter, at most 63 characters (snake_case or kebab-case)";
 
 fn base() -> ProcessModel {
     parse(BASE).unwrap_or_else(|problems| panic!("the base model does not parse: {problems}"))
@@ -137,7 +138,7 @@ fn bad_metadata_key() {
         |document| document.metadata.key = "Leadership_2".into(),
         &[(
             "metadata.key",
-            "'Leadership_2' is not a valid key: lower-case letters, digits and dashes, starting with a letter, at most 63 characters",
+            &format!("'Leadership_2' is not a valid key: {KEY_RULE}"),
         )],
     );
     assert_problems(
@@ -252,10 +253,10 @@ fn invalid_phase_key() {
 #[test]
 fn invalid_task_key() {
     assert_problems(
-        |document| intake(document).key = "intake_form".into(),
+        |document| intake(document).key = "_intake_form".into(),
         &[(
             "spec.phases[0].tasks[0].key",
-            &format!("'intake_form' is not a valid task key: {KEY_RULE}"),
+            &format!("'_intake_form' is not a valid task key: {KEY_RULE}"),
         )],
     );
     assert_problems(
@@ -1037,16 +1038,15 @@ fn outputs_of(yaml: &str) -> Vec<coachflow_model::Output> {
     task(&format!("{{key: x, name: X, kind: session, outputs: {yaml}}}")).outputs
 }
 
-const OUTPUT_KEY_RULE: &str =
-    "lower-case letters, digits and underscores, starting with a letter, at most 63 characters";
+const OUTPUT_KEY_RULE: &str = KEY_RULE;
 
 #[test]
 fn output_key_format() {
     assert_problems(
-        |document| session(document).outputs = outputs_of("[{key: course-correction, type: boolean}]"),
+        |document| session(document).outputs = outputs_of("[{key: Course-correction, type: boolean}]"),
         &[(
             "spec.phases[1].tasks[0].outputs[0].key",
-            &format!("'course-correction' is not a valid output key: {OUTPUT_KEY_RULE}"),
+            &format!("'Course-correction' is not a valid output key: {OUTPUT_KEY_RULE}"),
         )],
     );
     let too_long = format!("a{}", "_".repeat(63));
@@ -1056,6 +1056,7 @@ fn output_key_format() {
         &[("spec.phases[1].tasks[0].outputs[0].key", &message)],
     );
     assert_valid(|document| session(document).outputs = outputs_of("[{key: course_correction_2, type: boolean}]"));
+    assert_valid(|document| session(document).outputs = outputs_of("[{key: course-correction, type: boolean}]"));
 }
 
 #[test]
@@ -1498,4 +1499,40 @@ fn the_json_form_parses_the_same_as_the_yaml_form() {
         problems_of(parse(&json).unwrap_or_else(|problems| panic!("{problems}"))),
         problems_of(document)
     );
+}
+
+#[test]
+fn snake_case_and_kebab_case_keys_are_accepted_everywhere_and_cel_reads_them() {
+    let text = r#"
+apiVersion: coachflow.dev/v1
+kind: ProcessModel
+metadata: {key: grow_model, name: GROW}
+spec:
+  roles: [{key: coach}, {key: client}, {key: line_manager}, {key: line-manager}]
+  milestones: [{key: goals_agreed}, {key: goals-agreed}]
+  phases:
+    - key: goal_setting
+      name: Goal
+      tasks:
+        - key: chemistry_call
+          name: Chemistry call
+          kind: meeting
+          assignee: line_manager
+          milestone: goals_agreed
+          outputs: [{key: good_fit, type: boolean, required: true}]
+        - key: goal-statement
+          name: Goal statement
+          kind: document
+          after: [chemistry_call]
+          milestone: goals-agreed
+          outputs: [{key: goal-count, type: integer, required: true}]
+      exit:
+        when: "outputs.chemistry_call.good_fit && outputs['goal-statement']['goal-count'] >= 1 && people.line_manager >= 1 && people['line-manager'] >= 0"
+    - key: reality-check
+      name: Reality
+      tasks: [{key: reality_session, name: Reality, kind: session}]
+"#;
+    let model = coachflow_model::Model::from_text(text).unwrap_or_else(|problems| panic!("{problems}"));
+    assert_eq!(model.key(), "grow_model");
+    assert!(model.task_id("goal-statement").is_some() && model.phase_index("reality-check").is_some());
 }

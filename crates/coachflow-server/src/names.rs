@@ -16,9 +16,9 @@ fn is_valid_id(id: &str) -> bool {
             .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || *byte == b'-')
 }
 
-/// `[a-z][a-z0-9-]{0,62}`: model keys, as the model language defines them.
+/// Model keys, as the model language defines them (snake_case or kebab-case).
 fn is_valid_model_key(key: &str) -> bool {
-    key.as_bytes().first().is_some_and(u8::is_ascii_lowercase) && is_valid_id(key)
+    coachflow_model::is_valid_key(key)
 }
 
 /// A task instance id: printable, no `/`, at most 200 bytes.
@@ -163,7 +163,7 @@ impl ModelName {
             Err(ApiError::invalid(
                 field,
                 format!(
-                    "'{key}' is not a valid model key (1 to 63 characters: lower-case letters, digits and '-', starting with a letter)"
+                    "'{key}' is not a valid model key (1 to 63 characters: lower-case letters, digits, '_' and '-', starting with a letter)"
                 ),
             ))
         }

@@ -44,5 +44,6 @@ mod concurrency;
 mod durability;
 mod engagements;
 mod events;
+mod firm_models;
 mod replicas;
 mod support;
