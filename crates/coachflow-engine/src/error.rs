@@ -25,6 +25,65 @@ impl fmt::Display for FieldViolation {
     }
 }
 
+/// Declares [`Reason`] with the stable text of each variant.
+macro_rules! reasons {
+    ($($(#[doc = $doc:literal])* $variant:ident = $text:literal,)*) => {
+        /// Why the engine refused a command: a stable, machine-readable reason that callers
+        /// act on (the gRPC layer sends it as `google.rpc.ErrorInfo.reason`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Reason {
+            /// Every reason, for documentation and tests.
+            pub const ALL: &[Reason] = &[$(Reason::$variant,)*];
+
+            /// The reason as clients read it, e.g. `TASK_NOT_OPEN`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $text,)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Only `Start` applies to an engagement that has not been started.
+    EngagementNotStarted = "ENGAGEMENT_NOT_STARTED",
+    EngagementAlreadyStarted = "ENGAGEMENT_ALREADY_STARTED",
+    /// The engagement is suspended; resume it first.
+    EngagementSuspended = "ENGAGEMENT_SUSPENDED",
+    EngagementNotSuspended = "ENGAGEMENT_NOT_SUSPENDED",
+    /// The engagement is completed or cancelled; it takes no more changes.
+    EngagementEnded = "ENGAGEMENT_ENDED",
+    /// The state names a task or phase its model does not have.
+    ModelMismatch = "MODEL_MISMATCH",
+    /// One command passed through too many phases: the model loops without work.
+    ModelDoesNotSettle = "MODEL_DOES_NOT_SETTLE",
+    TaskNotOpen = "TASK_NOT_OPEN",
+    TaskClosed = "TASK_CLOSED",
+    /// Only optional tasks and single occurrences of a repeating task can be skipped.
+    TaskRequired = "TASK_REQUIRED",
+    AlreadyParticipant = "ALREADY_PARTICIPANT",
+    /// A role that holds one person is taken.
+    RoleTaken = "ROLE_TAKEN",
+    GoalExists = "GOAL_EXISTS",
+    GoalClosed = "GOAL_CLOSED",
+    CommitmentExists = "COMMITMENT_EXISTS",
+    CommitmentClosed = "COMMITMENT_CLOSED",
+    NoCurrentPhase = "NO_CURRENT_PHASE",
+    /// The current phase needs no sign-off from that role.
+    NoSuchApproval = "NO_SUCH_APPROVAL",
+    AlreadySignedOff = "ALREADY_SIGNED_OFF",
+    /// The engagement is not in the phase the command expected.
+    PhaseMismatch = "PHASE_MISMATCH",
+    /// The phase's exit gate does not hold.
+    GateNotSatisfied = "GATE_NOT_SATISFIED",
+    TimerNotDue = "TIMER_NOT_DUE",
+}
+
 /// A command the engine refuses. Nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
@@ -37,11 +96,11 @@ pub enum DomainError {
     /// The engagement is not in a state where the command applies (e.g. completing a task
     /// that is not open); the same command may succeed later.
     #[error("{message}")]
-    FailedPrecondition { reason: &'static str, message: String },
+    FailedPrecondition { reason: Reason, message: String },
     /// The command clashes with what already exists (e.g. a goal id taken, an engagement
     /// started twice, a stale expectation).
     #[error("{message}")]
-    Conflict { reason: &'static str, message: String },
+    Conflict { reason: Reason, message: String },
 }
 
 impl DomainError {
@@ -58,14 +117,14 @@ impl DomainError {
         }
     }
 
-    pub fn precondition(reason: &'static str, message: impl Into<String>) -> DomainError {
+    pub fn precondition(reason: Reason, message: impl Into<String>) -> DomainError {
         DomainError::FailedPrecondition {
             reason,
             message: message.into(),
         }
     }
 
-    pub fn conflict(reason: &'static str, message: impl Into<String>) -> DomainError {
+    pub fn conflict(reason: Reason, message: impl Into<String>) -> DomainError {
         DomainError::Conflict {
             reason,
             message: message.into(),
@@ -77,7 +136,7 @@ impl DomainError {
         match self {
             DomainError::InvalidArgument { .. } => "INVALID_ARGUMENT",
             DomainError::NotFound { .. } => "NOT_FOUND",
-            DomainError::FailedPrecondition { reason, .. } | DomainError::Conflict { reason, .. } => reason,
+            DomainError::FailedPrecondition { reason, .. } | DomainError::Conflict { reason, .. } => reason.as_str(),
         }
     }
 }

@@ -17,7 +17,7 @@ mod state;
 
 pub use command::{Action, Actor, Command};
 pub use decide::{Decision, Effect, GateStatus, decide, gate_status};
-pub use error::{DomainError, FieldViolation};
+pub use error::{DomainError, FieldViolation, Reason};
 pub use event::{Event, EventKind, SCHEMA_VERSION};
 pub use ids::{is_valid_person_id, is_valid_record_id, series_id, task_instance_id};
 pub use public::{

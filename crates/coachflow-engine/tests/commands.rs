@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use coachflow_engine::{
-    Action, CommitmentStatus, DomainError, EngagementStatus, EventKind, FieldViolation, GoalStatus, TaskStatus,
+    Action, CommitmentStatus, DomainError, EngagementStatus, EventKind, FieldViolation, GoalStatus, Reason, TaskStatus,
     gate_status,
 };
 use coachflow_model::Model;
@@ -379,7 +379,7 @@ fn starting_twice_is_a_conflict() {
     assert_eq!(
         error,
         DomainError::Conflict {
-            reason: "ENGAGEMENT_ALREADY_STARTED",
+            reason: Reason::EngagementAlreadyStarted,
             message: "the engagement has already been started".into(),
         }
     );
@@ -399,7 +399,7 @@ fn every_command_before_start_is_refused() {
         assert_eq!(
             error,
             DomainError::FailedPrecondition {
-                reason: "ENGAGEMENT_NOT_STARTED",
+                reason: Reason::EngagementNotStarted,
                 message: "the engagement has not been started".into(),
             },
             "{name}"
@@ -434,7 +434,7 @@ fn completing_a_waiting_task_is_refused() {
     assert_eq!(
         error,
         DomainError::FailedPrecondition {
-            reason: "TASK_NOT_OPEN",
+            reason: Reason::TaskNotOpen,
             message: "task 'review' is waiting, not open".into(),
         }
     );
@@ -449,7 +449,7 @@ fn completing_a_completed_task_is_refused() {
     assert_eq!(
         error,
         DomainError::FailedPrecondition {
-            reason: "TASK_NOT_OPEN",
+            reason: Reason::TaskNotOpen,
             message: "task 'form' is completed, not open".into(),
         }
     );
@@ -679,7 +679,7 @@ fn skipping_a_required_task_is_refused() {
     assert_eq!(
         error,
         DomainError::FailedPrecondition {
-            reason: "TASK_REQUIRED",
+            reason: Reason::TaskRequired,
             message:
                 "task 'form' is required; only optional tasks and single occurrences of a repeating task can be skipped"
                     .into(),
@@ -708,7 +708,7 @@ fn skipping_a_closed_task_is_refused() {
     assert_eq!(
         error,
         DomainError::FailedPrecondition {
-            reason: "TASK_CLOSED",
+            reason: Reason::TaskClosed,
             message: "task 'extra' is already skipped".into(),
         }
     );
@@ -717,7 +717,7 @@ fn skipping_a_closed_task_is_refused() {
     assert_eq!(
         error,
         DomainError::FailedPrecondition {
-            reason: "TASK_CLOSED",
+            reason: Reason::TaskClosed,
             message: "task 'form' is already completed".into(),
         }
     );
@@ -794,7 +794,7 @@ fn assigning_an_unknown_or_closed_task_is_refused() {
     assert_eq!(
         harness.err(assign("extra", "client-1")),
         DomainError::FailedPrecondition {
-            reason: "TASK_CLOSED",
+            reason: Reason::TaskClosed,
             message: "task 'extra' is already skipped".into(),
         }
     );
@@ -830,7 +830,7 @@ fn adding_a_second_person_to_a_single_person_role_is_refused() {
     assert_eq!(
         error,
         DomainError::FailedPrecondition {
-            reason: "ROLE_TAKEN",
+            reason: Reason::RoleTaken,
             message: "role 'sponsor' holds one person and 'sponsor-1' holds it; reassign tasks instead".into(),
         }
     );
@@ -844,7 +844,7 @@ fn adding_the_same_person_to_a_role_twice_is_a_conflict() {
     assert_eq!(
         error,
         DomainError::Conflict {
-            reason: "ALREADY_PARTICIPANT",
+            reason: Reason::AlreadyParticipant,
             message: "person 'stakeholder-1' already holds role 'stakeholder'".into(),
         }
     );
@@ -868,7 +868,7 @@ fn recording_a_goal_twice_is_a_conflict() {
     assert_eq!(
         error,
         DomainError::Conflict {
-            reason: "GOAL_EXISTS",
+            reason: Reason::GoalExists,
             message: "goal 'goal-1' already exists".into(),
         }
     );
@@ -952,7 +952,7 @@ fn achieving_a_goal_emits_goal_achieved_and_closes_it() {
     assert_eq!(
         error,
         DomainError::FailedPrecondition {
-            reason: "GOAL_CLOSED",
+            reason: Reason::GoalClosed,
             message: "goal 'goal-1' is achieved; it takes no more progress".into(),
         }
     );
@@ -972,7 +972,7 @@ fn an_abandoned_goal_takes_no_more_progress() {
     assert_eq!(
         harness.err(goal_progress("goal-1", 30, Some(GoalStatus::OnTrack))),
         DomainError::FailedPrecondition {
-            reason: "GOAL_CLOSED",
+            reason: Reason::GoalClosed,
             message: "goal 'goal-1' is abandoned; it takes no more progress".into(),
         }
     );
@@ -1026,7 +1026,7 @@ fn recording_a_commitment_twice_is_a_conflict() {
     assert_eq!(
         error,
         DomainError::Conflict {
-            reason: "COMMITMENT_EXISTS",
+            reason: Reason::CommitmentExists,
             message: "commitment 'c-1' already exists".into(),
         }
     );
@@ -1082,7 +1082,7 @@ fn signing_off_for_a_role_the_phase_does_not_need_is_refused() {
     assert_eq!(
         error,
         DomainError::FailedPrecondition {
-            reason: "NO_SUCH_APPROVAL",
+            reason: Reason::NoSuchApproval,
             message: "phase 'work' needs no sign-off from role 'coach'; it needs sign-off from sponsor".into(),
         }
     );
@@ -1092,7 +1092,7 @@ fn signing_off_for_a_role_the_phase_does_not_need_is_refused() {
     assert_eq!(
         harness.err(sign_off("sponsor", "sponsor-1")),
         DomainError::FailedPrecondition {
-            reason: "NO_SUCH_APPROVAL",
+            reason: Reason::NoSuchApproval,
             message: "phase 'awareness' needs no sign-off from role 'sponsor'; it needs no sign-off at all".into(),
         }
     );
@@ -1117,7 +1117,7 @@ fn signing_off_twice_is_a_conflict() {
     assert_eq!(
         error,
         DomainError::Conflict {
-            reason: "ALREADY_SIGNED_OFF",
+            reason: Reason::AlreadySignedOff,
             message: "role 'sponsor' has already signed off phase 'work' (by 'sponsor-1')".into(),
         }
     );
@@ -1135,7 +1135,7 @@ fn advancing_from_another_phase_than_expected_is_a_conflict() {
     assert_eq!(
         error,
         DomainError::Conflict {
-            reason: "PHASE_MISMATCH",
+            reason: Reason::PhaseMismatch,
             message: "the engagement is in phase 'work', not 'wrap-up'".into(),
         }
     );
@@ -1151,7 +1151,7 @@ fn advancing_before_the_gate_holds_explains_why() {
     assert_eq!(
         error,
         DomainError::FailedPrecondition {
-            reason: "GATE_NOT_SATISFIED",
+            reason: Reason::GateNotSatisfied,
             message:
                 "phase 'work' cannot be left yet: tasks not done: form, review, calls; sign-off missing from: sponsor"
                     .into(),
@@ -1164,7 +1164,7 @@ fn advancing_before_the_gate_holds_explains_why() {
     assert_eq!(
         harness.err(Action::AdvancePhase { expected_phase: None }),
         DomainError::precondition(
-            "GATE_NOT_SATISFIED",
+            Reason::GateNotSatisfied,
             "phase 'work' cannot be left yet: tasks not done: calls; sign-off missing from: sponsor"
         )
     );
@@ -1172,7 +1172,7 @@ fn advancing_before_the_gate_holds_explains_why() {
     assert_eq!(
         harness.err(Action::AdvancePhase { expected_phase: None }),
         DomainError::precondition(
-            "GATE_NOT_SATISFIED",
+            Reason::GateNotSatisfied,
             "phase 'work' cannot be left yet: tasks not done: calls"
         )
     );
@@ -1186,7 +1186,7 @@ fn advancing_past_a_false_exit_condition_also_names_the_unfinished_tasks() {
     assert_eq!(
         harness.err(Action::AdvancePhase { expected_phase: None }),
         DomainError::precondition(
-            "GATE_NOT_SATISFIED",
+            Reason::GateNotSatisfied,
             "phase 'awareness' cannot be left yet: its exit condition is false (tasks not done: kickoff-meeting, one-on-one-meeting, in-depth-interview, client-commitment)"
         )
     );
@@ -1229,7 +1229,10 @@ fn a_manual_phase_waits_for_advance_phase_even_when_its_gate_holds() {
         harness.err(Action::AdvancePhase {
             expected_phase: Some("closing".into())
         }),
-        DomainError::conflict("PHASE_MISMATCH", "the engagement is in phase 'intake', not 'closing'")
+        DomainError::conflict(
+            Reason::PhaseMismatch,
+            "the engagement is in phase 'intake', not 'closing'"
+        )
     );
 
     let events = harness.ok(Action::AdvancePhase {
@@ -1246,7 +1249,7 @@ fn a_manual_phase_waits_for_advance_phase_even_when_its_gate_holds() {
     assert_eq!(
         harness.err(Action::AdvancePhase { expected_phase: None }),
         DomainError::precondition(
-            "GATE_NOT_SATISFIED",
+            Reason::GateNotSatisfied,
             "phase 'closing' cannot be left yet: tasks not done: report"
         )
     );
@@ -1271,7 +1274,7 @@ fn firing_a_timer_before_it_is_due_is_refused() {
     assert_eq!(
         error,
         DomainError::FailedPrecondition {
-            reason: "TIMER_NOT_DUE",
+            reason: Reason::TimerNotDue,
             message: "timer 'next:calls' is due at 2026-05-11T08:00:00+00:00, not yet".into(),
         }
     );
@@ -1298,7 +1301,7 @@ fn assert_every_command_refused_as_ended(harness: &mut Harness, status: &str) {
         assert_eq!(
             error,
             DomainError::FailedPrecondition {
-                reason: "ENGAGEMENT_ENDED",
+                reason: Reason::EngagementEnded,
                 message: format!("the engagement is {status}; it takes no more changes"),
             },
             "{name}"
@@ -1362,7 +1365,7 @@ fn suspending_twice_is_refused() {
     assert_eq!(
         error,
         DomainError::FailedPrecondition {
-            reason: "ENGAGEMENT_SUSPENDED",
+            reason: Reason::EngagementSuspended,
             message: "the engagement is suspended; resume it first".into(),
         }
     );
@@ -1376,7 +1379,7 @@ fn resuming_an_active_engagement_is_refused() {
     assert_eq!(
         error,
         DomainError::FailedPrecondition {
-            reason: "ENGAGEMENT_NOT_SUSPENDED",
+            reason: Reason::EngagementNotSuspended,
             message: "the engagement is not suspended".into(),
         }
     );
@@ -1402,7 +1405,7 @@ fn a_suspended_engagement_refuses_work_but_takes_records() {
     let mut harness = started();
     harness.ok(Action::Suspend { reason: None });
     let suspended = DomainError::FailedPrecondition {
-        reason: "ENGAGEMENT_SUSPENDED",
+        reason: Reason::EngagementSuspended,
         message: "the engagement is suspended; resume it first".into(),
     };
     assert_eq!(harness.err(complete("form", form_outputs())), suspended);

@@ -5,7 +5,9 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use coachflow_engine::{Action, CommitmentStatus, DomainError, EngagementStatus, EventKind, TaskStatus, gate_status};
+use coachflow_engine::{
+    Action, CommitmentStatus, DomainError, EngagementStatus, EventKind, Reason, TaskStatus, gate_status,
+};
 use coachflow_model::Model;
 use serde_json::json;
 use support::{Harness, model, utc};
@@ -96,7 +98,7 @@ fn four_stage_engagement_loops_back_to_action_and_completes_with_a_late_follow_u
     assert_eq!(
         refused,
         DomainError::FailedPrecondition {
-            reason: "GATE_NOT_SATISFIED",
+            reason: Reason::GateNotSatisfied,
             message:
                 "phase 'analysis' cannot be left yet: its exit condition is false; sign-off missing from: sponsor, hr"
                     .into(),

@@ -111,13 +111,23 @@ impl From<DomainError> for ApiError {
                     .collect(),
             ),
             DomainError::NotFound { resource, id } => ApiError::NotFound { resource, name: id },
-            DomainError::FailedPrecondition { reason, message } => ApiError::FailedPrecondition { reason, message },
+            DomainError::FailedPrecondition { reason, message } => ApiError::FailedPrecondition {
+                reason: reason.as_str(),
+                message,
+            },
             // A stale expectation is a concurrency conflict; everything else the engine calls a
             // conflict is something that exists already.
-            DomainError::Conflict { reason, message } if reason == "PHASE_MISMATCH" => {
-                ApiError::Aborted { reason, message }
-            }
-            DomainError::Conflict { reason, message } => ApiError::AlreadyExists { reason, message },
+            DomainError::Conflict {
+                reason: reason @ coachflow_engine::Reason::PhaseMismatch,
+                message,
+            } => ApiError::Aborted {
+                reason: reason.as_str(),
+                message,
+            },
+            DomainError::Conflict { reason, message } => ApiError::AlreadyExists {
+                reason: reason.as_str(),
+                message,
+            },
         }
     }
 }
