@@ -28,7 +28,7 @@ use coachflow_broker::{ContentMode, RelaySettings};
 use coachflow_engine::{Action, Actor, Audience, Command, EngagementRef, EngagementState, decide};
 use coachflow_integration_tests::amqp::{self, Consumer, TestExchange};
 use coachflow_model::Model;
-use coachflow_server::core::outbox_rows;
+use coachflow_server::application::outbox_rows;
 use coachflow_store::{Commit, Store, StoreOptions};
 use tokio::sync::watch;
 

@@ -11,6 +11,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
+use crate::identity::{Claims, SYSTEM_SCOPES};
 use crate::server::TestServer;
 
 /// The tenant every test works in.
@@ -43,34 +44,46 @@ pub fn instance_of(task_name: &str) -> &str {
         .map_or(task_name, |(_, instance)| instance)
 }
 
-/// Adds `coachflow-actor: {actor}` to every request.
+/// Adds `authorization: Bearer {token}` to every request (nothing without a token: the
+/// local administrator of a server in local mode).
 #[derive(Debug, Clone)]
-pub struct ActorHeader(MetadataValue<Ascii>);
+pub struct Bearer(Option<MetadataValue<Ascii>>);
 
-impl ActorHeader {
-    /// `person/{id}` or `service/{name}`.
-    pub fn new(actor: &str) -> ActorHeader {
-        ActorHeader(
-            actor
+impl Bearer {
+    pub fn new(token: Option<&str>) -> Bearer {
+        Bearer(token.map(|token| {
+            format!("Bearer {token}")
                 .parse()
-                .unwrap_or_else(|_| panic!("'{actor}' is not valid metadata")),
-        )
+                .unwrap_or_else(|_| panic!("'{token}' is not valid metadata"))
+        }))
     }
 }
 
-impl Interceptor for ActorHeader {
+impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert("coachflow-actor", self.0.clone());
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
         Ok(request)
     }
 }
 
-pub type Models = ModelServiceClient<InterceptedService<Channel, ActorHeader>>;
-pub type Engagements = EngagementServiceClient<InterceptedService<Channel, ActorHeader>>;
-pub type Events = EventServiceClient<InterceptedService<Channel, ActorHeader>>;
+pub type Models = ModelServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Engagements = EngagementServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Events = EventServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// The actor of requests that name none: the L&D system driving engagements.
 pub const SERVICE_ACTOR: &str = "service/lms";
+
+/// The claims of an actor of tenant acme: `person/{id}` (a person, no powers) or
+/// `service/{name}` (a system with [`SYSTEM_SCOPES`]).
+pub fn actor_claims(actor: &str) -> Claims {
+    match actor.split_once('/') {
+        Some(("person", id)) => Claims::person(id, TENANT),
+        Some(("service", name)) => Claims::system(name, TENANT, &SYSTEM_SCOPES),
+        _ => panic!("'{actor}' is neither person/{{id}} nor service/{{name}}"),
+    }
+}
 
 /// The text of a model in `models/` at the workspace root.
 pub fn builtin_source(key: &str) -> String {
@@ -79,21 +92,44 @@ pub fn builtin_source(key: &str) -> String {
 }
 
 impl TestServer {
+    /// A token of `claims`, from the server's issuer at the servers' time; `None` for a
+    /// server in local mode.
+    pub fn token(&self, claims: &Claims) -> Option<String> {
+        self.issuer().map(|issuer| issuer.token(claims, self.now()))
+    }
+
+    /// The bearer of `claims` for this server.
+    pub fn bearer(&self, claims: &Claims) -> Bearer {
+        Bearer::new(self.token(claims).as_deref())
+    }
+
     pub fn models(&self) -> Models {
-        ModelServiceClient::with_interceptor(self.channel(), ActorHeader::new(SERVICE_ACTOR))
+        self.models_with(&actor_claims(SERVICE_ACTOR))
+    }
+
+    pub fn models_with(&self, claims: &Claims) -> Models {
+        ModelServiceClient::with_interceptor(self.channel(), self.bearer(claims))
     }
 
     pub fn engagements(&self) -> Engagements {
         self.engagements_as(SERVICE_ACTOR)
     }
 
-    /// Acting as `person/{id}` or `service/{name}`.
+    /// Acting as `person/{id}` or `service/{name}` of tenant acme (see [`actor_claims`]).
     pub fn engagements_as(&self, actor: &str) -> Engagements {
-        EngagementServiceClient::with_interceptor(self.channel(), ActorHeader::new(actor))
+        self.engagements_with(&actor_claims(actor))
+    }
+
+    pub fn engagements_with(&self, claims: &Claims) -> Engagements {
+        EngagementServiceClient::with_interceptor(self.channel(), self.bearer(claims))
     }
 
     pub fn events(&self) -> Events {
-        EventServiceClient::with_interceptor(self.channel(), ActorHeader::new(SERVICE_ACTOR))
+        self.events_with(&actor_claims(SERVICE_ACTOR))
+    }
+
+    pub fn events_with(&self, claims: &Claims) -> Events {
+        EventServiceClient::with_interceptor(self.channel(), self.bearer(claims))
     }
 
     /// Publishes a model from its text.

@@ -10,11 +10,13 @@ pub mod client;
 pub mod contract;
 pub mod drive;
 pub mod history;
+pub mod identity;
 pub mod proxy;
 pub mod server;
 
-pub use client::{ActorHeader, Engagements, Events, Models, TENANT, engagement_name, task_name};
+pub use client::{Bearer, Engagements, Events, Models, TENANT, actor_claims, engagement_name, task_name};
 pub use drive::{Driver, default_outputs, json_to_struct, parse_model};
+pub use identity::{Claims, KeyKind, TestIssuer};
 pub use server::{Backend, START_TIME, ServerBuilder, TestClock, TestDatabase, TestServer, start_time};
 
 /// Polls `condition` until it yields a value or `timeout` passes; then panics naming `what`.

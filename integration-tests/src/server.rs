@@ -14,6 +14,8 @@ use chrono::{DateTime, Utc};
 use coachflow_store::testing::{PgDatabaseGuard, TempDirGuard, fresh_postgres_url};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::identity::TestIssuer;
+
 /// Where every test's clock starts: a Monday morning.
 pub const START_TIME: &str = "2026-03-02T08:00:00Z";
 
@@ -195,15 +197,24 @@ impl TestClock {
     }
 }
 
-/// How to start a server: its backend, or the database and clock of another server, and
-/// extra settings.
+/// Who a server trusts: the tests' identity provider (the default), or nobody (local mode).
+#[derive(Debug, Clone)]
+enum Identity {
+    Issuer(Option<Arc<TestIssuer>>),
+    Local,
+}
+
+/// How to start a server: its backend, or the database, clock and identity provider of
+/// another server, and extra settings.
 #[derive(Debug)]
 pub struct ServerBuilder {
     backend: Backend,
     database: Option<Arc<TestDatabase>>,
     clock: Option<Arc<TestClock>>,
+    identity: Identity,
     settings: Vec<(String, String)>,
     metrics: bool,
+    client_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl ServerBuilder {
@@ -213,11 +224,34 @@ impl ServerBuilder {
         self
     }
 
-    /// Runs on the same database and clock as `other`.
+    /// Runs on the same database and clock as `other`, trusting the same issuer.
     pub fn sharing_with(mut self, other: &TestServer) -> ServerBuilder {
         self.backend = other.database.backend();
         self.database = Some(Arc::clone(&other.database));
         self.clock = Some(Arc::clone(&other.clock));
+        self.identity = match &other.issuer {
+            Some(issuer) => Identity::Issuer(Some(Arc::clone(issuer))),
+            None => Identity::Local,
+        };
+        self
+    }
+
+    /// Trusts `issuer` (instead of a new one of its own).
+    pub fn trusting(mut self, issuer: &Arc<TestIssuer>) -> ServerBuilder {
+        self.identity = Identity::Issuer(Some(Arc::clone(issuer)));
+        self
+    }
+
+    /// Connects to the server over TLS with `config` (for a server with `server.tls.*`).
+    pub fn client_tls(mut self, config: tonic::transport::ClientTlsConfig) -> ServerBuilder {
+        self.client_tls = Some(config);
+        self
+    }
+
+    /// Runs in local mode: no issuer, loopback only, a call without a token is the local
+    /// administrator.
+    pub fn local_mode(mut self) -> ServerBuilder {
+        self.identity = Identity::Local;
         self
     }
 
@@ -233,6 +267,10 @@ impl ServerBuilder {
             None => TestDatabase::create(self.backend).await,
         };
         let clock = self.clock.unwrap_or_else(|| TestClock::new(start_time()));
+        let issuer = match self.identity {
+            Identity::Issuer(issuer) => Some(issuer.unwrap_or_else(TestIssuer::new)),
+            Identity::Local => None,
+        };
         let test = std::thread::current()
             .name()
             .unwrap_or("test")
@@ -244,8 +282,10 @@ impl ServerBuilder {
             metrics: None,
             database,
             clock,
+            issuer,
             settings: self.settings,
             metrics_enabled: self.metrics,
+            client_tls: self.client_tls,
             log,
             channel: None,
         };
@@ -262,8 +302,11 @@ pub struct TestServer {
     metrics: Option<SocketAddr>,
     database: Arc<TestDatabase>,
     clock: Arc<TestClock>,
+    /// The identity provider it trusts; `None` in local mode.
+    issuer: Option<Arc<TestIssuer>>,
     settings: Vec<(String, String)>,
     metrics_enabled: bool,
+    client_tls: Option<tonic::transport::ClientTlsConfig>,
     log: PathBuf,
     channel: Option<Channel>,
 }
@@ -279,9 +322,16 @@ impl TestServer {
             backend,
             database: None,
             clock: None,
+            identity: Identity::Issuer(None),
             settings: Vec::new(),
             metrics: true,
+            client_tls: None,
         }
+    }
+
+    /// The identity provider the server trusts; `None` in local mode.
+    pub fn issuer(&self) -> Option<&Arc<TestIssuer>> {
+        self.issuer.as_ref()
     }
 
     pub fn backend(&self) -> Backend {
@@ -372,7 +422,8 @@ impl TestServer {
             .args(["--set", "timers.poll_interval=50ms"])
             .arg("--set")
             .arg(format!("clock_file={}", self.clock.path().display()));
-        for (path, value) in &self.settings {
+        let trust = self.issuer.as_ref().map(|issuer| issuer.settings()).unwrap_or_default();
+        for (path, value) in trust.iter().chain(&self.settings) {
             command.arg("--set").arg(format!("{path}={value}"));
         }
         let mut child = command
@@ -437,9 +488,16 @@ impl TestServer {
         assert_eq!(metrics.is_some(), self.metrics_enabled, "ready line: {line}");
         self.grpc = grpc;
         self.metrics = metrics;
-        let channel = Endpoint::from_shared(format!("http://{grpc}"))
-            .expect("a valid URI")
-            .connect_timeout(Duration::from_secs(5))
+        let mut endpoint = Endpoint::from_shared(format!(
+            "{}://{grpc}",
+            if self.client_tls.is_some() { "https" } else { "http" }
+        ))
+        .expect("a valid URI")
+        .connect_timeout(Duration::from_secs(5));
+        if let Some(tls) = &self.client_tls {
+            endpoint = endpoint.tls_config(tls.clone()).expect("a TLS configuration");
+        }
+        let channel = endpoint
             .connect()
             .await
             .unwrap_or_else(|error| panic!("cannot connect to {grpc}: {error}"));

@@ -8,6 +8,7 @@ pub use sea_orm_migration::MigratorTrait;
 
 mod m20261121_000001_initial;
 mod m20261122_000002_relay;
+mod m20261201_000003_identity;
 
 /// All of Coachflow's migrations, oldest first.
 #[derive(Debug)]
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_initial::Migration),
             Box::new(m20261122_000002_relay::Migration),
+            Box::new(m20261201_000003_identity::Migration),
         ]
     }
 }

@@ -22,9 +22,10 @@ use anyhow::{Context as _, anyhow, bail};
 use chrono::{DateTime, Utc};
 use coachflow_integration_tests::client::{SERVICE_ACTOR, instance_of, metric_value, parent};
 use coachflow_integration_tests::drive::{assignee_actor, default_outputs};
-use coachflow_integration_tests::{TestServer, engagement_name, history};
+use coachflow_integration_tests::{TestIssuer, TestServer, actor_claims, engagement_name, history};
 use coachflow_model::Model;
 use coachflow_server::proto::{self, engagement_service_client::EngagementServiceClient};
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::stats::Latencies;
@@ -112,6 +113,7 @@ struct Schedule {
 
 struct Shared {
     server_grpc: String,
+    tokens: Tokens,
     settings: LoadSettings,
     model: Model,
     model_name: String,
@@ -131,6 +133,7 @@ pub async fn run(
 ) -> anyhow::Result<LoadReport> {
     let shared = Arc::new(Shared {
         server_grpc: format!("http://{}", server.grpc_address()),
+        tokens: Tokens::for_server(server),
         settings: settings.clone(),
         model,
         model_name: published.name.clone(),
@@ -433,7 +436,10 @@ impl Client {
             request_id: String::new(),
         };
         let sent = Instant::now();
-        let reply = self.grpc.create_engagement(with_actor(request, SERVICE_ACTOR)).await;
+        let reply = self
+            .grpc
+            .create_engagement(self.shared.tokens.request(request, SERVICE_ACTOR))
+            .await;
         self.record("CreateEngagement", index, 0, sent, reply)
     }
 
@@ -443,10 +449,11 @@ impl Client {
             let sent = Instant::now();
             let engagement = self
                 .grpc
-                .get_engagement(with_actor(
-                    proto::GetEngagementRequest { name: name.clone() },
-                    SERVICE_ACTOR,
-                ))
+                .get_engagement(
+                    self.shared
+                        .tokens
+                        .request(proto::GetEngagementRequest { name: name.clone() }, SERVICE_ACTOR),
+                )
                 .await
                 .map_err(|status| anyhow!("GetEngagement {name}: {status}"))?
                 .into_inner();
@@ -499,7 +506,7 @@ impl Client {
                     };
                     let reply = self
                         .grpc
-                        .complete_task(with_actor(request, &assignee_actor(&task)))
+                        .complete_task(self.shared.tokens.request(request, &assignee_actor(&task)))
                         .await;
                     self.record("CompleteTask", index, before, sent, reply)?
                 }
@@ -513,7 +520,7 @@ impl Client {
                     };
                     let reply = self
                         .grpc
-                        .sign_off_phase(with_actor(request, &format!("person/{person}")))
+                        .sign_off_phase(self.shared.tokens.request(request, &format!("person/{person}")))
                         .await;
                     self.record("SignOffPhase", index, before, sent, reply)?
                 }
@@ -528,7 +535,10 @@ impl Client {
                         etag: String::new(),
                         request_id: String::new(),
                     };
-                    let reply = self.grpc.record_goal(with_actor(request, SERVICE_ACTOR)).await;
+                    let reply = self
+                        .grpc
+                        .record_goal(self.shared.tokens.request(request, SERVICE_ACTOR))
+                        .await;
                     self.record("RecordGoal", index, before, sent, reply)?
                 }
                 Step::FollowUp(commitment_id) => {
@@ -543,7 +553,7 @@ impl Client {
                     };
                     let reply = self
                         .grpc
-                        .record_commitment_follow_up(with_actor(request, SERVICE_ACTOR))
+                        .record_commitment_follow_up(self.shared.tokens.request(request, SERVICE_ACTOR))
                         .await;
                     self.record("RecordCommitmentFollowUp", index, before, sent, reply)?
                 }
@@ -554,7 +564,10 @@ impl Client {
                         etag: String::new(),
                         request_id: String::new(),
                     };
-                    let reply = self.grpc.advance_phase(with_actor(request, SERVICE_ACTOR)).await;
+                    let reply = self
+                        .grpc
+                        .advance_phase(self.shared.tokens.request(request, SERVICE_ACTOR))
+                        .await;
                     self.record("AdvancePhase", index, before, sent, reply)?
                 }
             };
@@ -568,7 +581,7 @@ impl Client {
         loop {
             let page = self
                 .grpc
-                .get_history(with_actor(
+                .get_history(self.shared.tokens.request(
                     proto::GetHistoryRequest {
                         name: name.to_owned(),
                         page_size: 1000,
@@ -626,12 +639,43 @@ enum Finish {
     Parked(Option<DateTime<Utc>>),
 }
 
-fn with_actor<T>(message: T, actor: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Ok(value) = actor.parse() {
-        request.metadata_mut().insert("coachflow-actor", value);
+/// The bearer tokens of the actors a load acts as, minted once each from the server's
+/// issuer (none for a server in local mode, where every call is the local administrator).
+#[derive(Debug)]
+pub struct Tokens {
+    issuer: Option<Arc<TestIssuer>>,
+    now: DateTime<Utc>,
+    minted: Mutex<HashMap<String, Option<MetadataValue<Ascii>>>>,
+}
+
+impl Tokens {
+    pub fn for_server(server: &TestServer) -> Tokens {
+        Tokens {
+            issuer: server.issuer().cloned(),
+            now: server.now(),
+            minted: Mutex::new(HashMap::new()),
+        }
     }
-    request
+
+    /// `message` as `actor` (`person/{id}` or `service/{name}`) sends it.
+    pub fn request<T>(&self, message: T, actor: &str) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let value = {
+            let mut minted = self.minted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            minted
+                .entry(actor.to_owned())
+                .or_insert_with(|| {
+                    let issuer = self.issuer.as_ref()?;
+                    let token = issuer.token(&actor_claims(actor), self.now);
+                    format!("Bearer {token}").parse().ok()
+                })
+                .clone()
+        };
+        if let Some(value) = value {
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
+    }
 }
 
 /// `coachflow_timers_fired_total{outcome="fired"}`, or `None` without a metrics endpoint.

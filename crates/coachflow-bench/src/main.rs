@@ -24,6 +24,10 @@ struct Cli {
     /// An extra server setting, `PATH=VALUE` (as `coachflow serve --set`); repeatable.
     #[arg(long = "server-set", value_name = "PATH=VALUE", global = true)]
     server_set: Vec<String>,
+    /// Without authentication: the server in local mode, calls without tokens (the
+    /// default verifies a token on every call, as production does).
+    #[arg(long, global = true)]
+    no_auth: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -98,6 +102,14 @@ enum Scenario {
         #[arg(long, default_value_t = 2000)]
         samples: usize,
     },
+    /// Authentication's cost: the same load with a verified token on every call and in
+    /// local mode without tokens, run after run in turn.
+    Auth {
+        #[arg(long, default_value_t = 200)]
+        engagements: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// The database's limit alone: pgbench's single-row INSERT rate by concurrency.
     Pgbench {
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
@@ -139,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .ok_or_else(|| anyhow::anyhow!("--server-set {setting}: expected PATH=VALUE"))
             })
             .collect::<anyhow::Result<_>>()?,
+        auth: !cli.no_auth,
     };
     println!("{}", scenarios::machine());
     match cli.scenario {
@@ -172,6 +185,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => scenarios::scale(&common, engagements, &model, concurrency, samples, steps.max(1)).await,
         Scenario::Storm { timers, concurrency } => scenarios::storm(&common, timers, concurrency).await,
         Scenario::History { events, samples } => scenarios::history(&common, events, samples).await,
+        Scenario::Auth {
+            engagements,
+            concurrency,
+        } => scenarios::auth(&common, engagements, concurrency).await,
         Scenario::Pgbench { concurrency, seconds } => {
             let mut rows = Vec::new();
             for clients in concurrency {

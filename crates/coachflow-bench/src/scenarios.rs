@@ -25,11 +25,16 @@ pub struct Common {
     pub backends: Vec<Backend>,
     /// Extra `--set PATH=VALUE` for the server.
     pub server_settings: Vec<(String, String)>,
+    /// Every call carries a token the server verifies (as in production); off: local mode.
+    pub auth: bool,
 }
 
 impl Common {
     async fn server(&self, backend: Backend, extra: &[(&str, &str)]) -> TestServer {
         let mut builder = TestServer::builder(backend);
+        if !self.auth {
+            builder = builder.local_mode();
+        }
         for (path, value) in extra {
             builder = builder.set(path, value);
         }
@@ -117,14 +122,6 @@ async fn client(server: &TestServer) -> anyhow::Result<EngagementServiceClient<C
         .connect()
         .await?;
     Ok(EngagementServiceClient::new(channel))
-}
-
-fn request<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Ok(actor) = SERVICE_ACTOR.parse() {
-        request.metadata_mut().insert("coachflow-actor", actor);
-    }
-    request
 }
 
 /// Measures `common.runs` times on each backend (`measure` starts its own server) and
@@ -300,6 +297,76 @@ async fn declare(exchange: &TestExchange) -> anyhow::Result<()> {
     Ok(())
 }
 
+// ----- authentication's cost ------------------------------------------------------------
+
+/// The same load with authentication on (every call's token verified) and off (local mode),
+/// run after run in turn, so both see the same machine: command latency and rate.
+pub async fn auth(common: &Common, engagements: usize, concurrency: usize) -> anyhow::Result<()> {
+    let source = builtin_source("four-stage");
+    for &backend in &common.backends {
+        let mut on = Vec::new();
+        let mut off = Vec::new();
+        for run in 1..=common.runs {
+            for auth in [true, false] {
+                eprintln!(
+                    "auth {}: {} run {run}/{}: {engagements} engagements, C={concurrency}",
+                    if auth { "on" } else { "off" },
+                    backend_name(backend),
+                    common.runs
+                );
+                let common = Common { auth, ..common.clone() };
+                let mut server = common.server(backend, &[]).await;
+                let published = server.publish(&source).await;
+                let report = load::run(
+                    &server,
+                    parse_model(&source),
+                    &published,
+                    LoadSettings {
+                        engagements,
+                        concurrency,
+                        stakeholders: 2,
+                        id_prefix: "a".to_owned(),
+                        start_only: false,
+                        keep_acks: false,
+                    },
+                )
+                .await?;
+                let all = report.all_commands();
+                let mut figures = Figures::default();
+                figures.set("commands", report.command_count() as f64);
+                figures.set("commands/s", report.command_count() as f64 / report.wall.as_secs_f64());
+                figures.set("cmd p50 ms", all.percentile_ms(50.0));
+                figures.set("cmd p99 ms", all.percentile_ms(99.0));
+                figures.set("errors", report.errors.values().sum::<u64>() as f64);
+                eprintln!("  {figures:?}");
+                server.terminate(Duration::from_secs(60)).await;
+                if auth { on.push(figures) } else { off.push(figures) }
+            }
+        }
+        let title = |what: &str| {
+            format!(
+                "authentication {what}: {engagements} four-stage engagements on {}, C = {concurrency}",
+                backend_name(backend)
+            )
+        };
+        println!("{}", table(&title("on (a verified token on every call)"), &on));
+        println!("{}", table(&title("off (local mode, no token)"), &off));
+        let median = |runs: &[Figures], column: &str| {
+            crate::stats::median(&runs.iter().map(|run| run.get(column)).collect::<Vec<_>>())
+        };
+        for column in ["cmd p50 ms", "cmd p99 ms", "commands/s"] {
+            println!(
+                "- {column}: on ÷ off = {:.3} (medians {:.2} and {:.2})",
+                median(&on, column) / median(&off, column),
+                median(&on, column),
+                median(&off, column)
+            );
+        }
+        println!();
+    }
+    Ok(())
+}
+
 // ----- (b) scale ---------------------------------------------------------------------------
 
 pub async fn scale(
@@ -414,6 +481,7 @@ async fn sample_reads(
     rng: &mut Lcg,
 ) -> anyhow::Result<(Latencies, Latencies)> {
     let mut grpc = client(server).await?;
+    let tokens = load::Tokens::for_server(server);
     let mut get = Latencies::new();
     let mut list = Latencies::new();
     for _ in 0..samples.max(1) {
@@ -421,7 +489,7 @@ async fn sample_reads(
         let index = rng.below(per_step);
         let name = engagement_name(&format!("s{step}-{index:07}"));
         let sent = Instant::now();
-        grpc.get_engagement(request(proto::GetEngagementRequest { name: name.clone() }))
+        grpc.get_engagement(tokens.request(proto::GetEngagementRequest { name: name.clone() }, SERVICE_ACTOR))
             .await
             .map_err(|status| anyhow!("GetEngagement {name}: {status}"))?;
         get.record(sent.elapsed());
@@ -429,13 +497,16 @@ async fn sample_reads(
         let coach = format!("coach-{}", rng.below(1000.min(per_step * steps)));
         let sent = Instant::now();
         let page = grpc
-            .list_tasks(request(proto::ListTasksRequest {
-                parent: parent(),
-                assignee: coach.clone(),
-                queue: proto::list_tasks_request::Queue::Unspecified.into(),
-                page_size: 50,
-                page_token: String::new(),
-            }))
+            .list_tasks(tokens.request(
+                proto::ListTasksRequest {
+                    parent: parent(),
+                    assignee: coach.clone(),
+                    queue: proto::list_tasks_request::Queue::Unspecified.into(),
+                    page_size: 50,
+                    page_token: String::new(),
+                },
+                SERVICE_ACTOR,
+            ))
             .await
             .map_err(|status| anyhow!("ListTasks {coach}: {status}"))?
             .into_inner();
@@ -553,16 +624,20 @@ pub async fn history(common: &Common, events: u64, samples: usize) -> anyhow::Re
         let created = server.create_engagement(&published, "long", 2).await;
         let name = created.name.clone();
         let mut grpc = client(&server).await?;
-        grpc.record_goal(request(proto::RecordGoalRequest {
-            engagement: name.clone(),
-            goal_id: "goal-1".to_owned(),
-            title: "Delegate the weekly operations review".to_owned(),
-            measure: String::new(),
-            target: String::new(),
-            due_date: String::new(),
-            etag: String::new(),
-            request_id: String::new(),
-        }))
+        let tokens = load::Tokens::for_server(&server);
+        grpc.record_goal(tokens.request(
+            proto::RecordGoalRequest {
+                engagement: name.clone(),
+                goal_id: "goal-1".to_owned(),
+                title: "Delegate the weekly operations review".to_owned(),
+                measure: String::new(),
+                target: String::new(),
+                due_date: String::new(),
+                etag: String::new(),
+                request_id: String::new(),
+            },
+            SERVICE_ACTOR,
+        ))
         .await
         .map_err(|status| anyhow!("RecordGoal: {status}"))?;
         // A check-in's progress on the goal, again and again: the history grows, the
@@ -574,15 +649,18 @@ pub async fn history(common: &Common, events: u64, samples: usize) -> anyhow::Re
             progress = (progress + 7) % 101;
             let sent = Instant::now();
             let engagement = grpc
-                .record_goal_progress(request(proto::RecordGoalProgressRequest {
-                    engagement: name.clone(),
-                    goal_id: "goal-1".to_owned(),
-                    progress,
-                    status: proto::goal::Status::Unspecified.into(),
-                    note: String::new(),
-                    etag: String::new(),
-                    request_id: String::new(),
-                }))
+                .record_goal_progress(tokens.request(
+                    proto::RecordGoalProgressRequest {
+                        engagement: name.clone(),
+                        goal_id: "goal-1".to_owned(),
+                        progress,
+                        status: proto::goal::Status::Unspecified.into(),
+                        note: String::new(),
+                        etag: String::new(),
+                        request_id: String::new(),
+                    },
+                    SERVICE_ACTOR,
+                ))
                 .await
                 .map_err(|status| anyhow!("RecordGoalProgress: {status}"))?
                 .into_inner();
@@ -594,7 +672,7 @@ pub async fn history(common: &Common, events: u64, samples: usize) -> anyhow::Re
         for _ in 0..samples.max(1) {
             let sent = Instant::now();
             let engagement = grpc
-                .get_engagement(request(proto::GetEngagementRequest { name: name.clone() }))
+                .get_engagement(tokens.request(proto::GetEngagementRequest { name: name.clone() }, SERVICE_ACTOR))
                 .await
                 .map_err(|status| anyhow!("GetEngagement: {status}"))?
                 .into_inner();

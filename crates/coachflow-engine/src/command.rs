@@ -13,8 +13,11 @@ use crate::state::{CommitmentStatus, GoalStatus};
 pub enum Actor {
     /// A person bound to the engagement or known to the calling system (opaque id).
     Person(String),
-    /// A calling system, such as an L&D platform, by its configured name.
+    /// A calling system, such as an L&D platform, by its principal's name.
     Service(String),
+    /// A system acting for a person with the person's token (RFC 8693 `act`): the person
+    /// acts, and the system that carried the token is recorded beside them.
+    Delegated { person: String, by: String },
     /// The engine itself, e.g. a timer firing.
     System,
 }

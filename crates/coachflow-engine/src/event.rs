@@ -202,6 +202,21 @@ impl EventKind {
         })
     }
 
+    /// The fields of this event that hold free text (content, not progress): left out of
+    /// what a reader who may not see content receives, and never in a public event. Task
+    /// outputs are content too, each by its own visibility.
+    pub fn text_fields(&self) -> &'static [&'static str] {
+        match self {
+            EventKind::TaskSkipped { .. }
+            | EventKind::EngagementSuspended { .. }
+            | EventKind::EngagementCancelled { .. } => &["reason"],
+            EventKind::GoalSet { .. } => &["title", "measure", "target"],
+            EventKind::GoalProgressRecorded { .. } | EventKind::CommitmentFollowedUp { .. } => &["note"],
+            EventKind::CommitmentRecorded { .. } => &["description"],
+            _ => &[],
+        }
+    }
+
     /// The event's type tag as serialized (`task_completed`), for logs and history filters.
     pub fn type_name(&self) -> &'static str {
         match self {

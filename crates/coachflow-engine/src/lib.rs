@@ -14,6 +14,7 @@ mod ids;
 mod outputs;
 mod public;
 mod state;
+mod visibility;
 
 pub use command::{Action, Actor, Command};
 pub use decide::{Decision, Effect, GateStatus, decide, gate_status};
@@ -28,3 +29,4 @@ pub use state::{
     Commitment, CommitmentStatus, CurrentPhase, EngagementState, EngagementStatus, Goal, GoalStatus, MilestoneRecord,
     Series, SeriesStatus, TaskInstance, TaskStatus, Timer, TimerPurpose, apply,
 };
+pub use visibility::{CONTENT_ROLES, Viewer};

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::event::{Event, EventKind};
 use crate::state::{EngagementState, EngagementStatus};
+use crate::visibility::Viewer;
 
 /// CloudEvents `specversion` of every public event.
 pub const SPEC_VERSION: &str = "1.0";
@@ -59,10 +60,6 @@ impl Audience {
 
     pub fn names(&self) -> &[String] {
         &self.names
-    }
-
-    fn sees(&self, visibility: &[String]) -> bool {
-        visibility.iter().any(|name| self.names.contains(name))
     }
 }
 
@@ -239,11 +236,12 @@ fn visible_outputs(
     let Some(task) = state.tasks.get(id).and_then(|task| model.task_id(&task.task)) else {
         return Map::new();
     };
+    let viewer = Viewer::audience(audience);
     model
         .task_spec(task)
         .outputs
         .iter()
-        .filter(|output| publishable(output.output_type) && audience.sees(&output.visibility))
+        .filter(|output| viewer.sees_output(output))
         .filter_map(|output| Some((output.key.clone(), outputs.get(&output.key)?.clone())))
         .filter(|(_, value)| !value.is_null())
         .collect()

@@ -1,5 +1,9 @@
-//! The Coachflow service: tonic gRPC services over the engine and the store, the timer
-//! runner, configuration, tracing and metrics.
+//! The Coachflow service, in three layers a reader can see in its folders: `transport`
+//! (tonic services, authentication, proto ⇄ domain conversion, what each caller may see),
+//! `application` (commands and queries over domain types) and `process` (configuration,
+//! start-up, the timer runner, the relay's task, shutdown, the command line). Arrows run
+//! transport → application → store and engine, never back. `clock`, `metrics` and `trace`
+//! are shared by all three.
 
 pub mod proto {
     //! Code generated from `proto/coachflow/v1` by `build.rs`.
@@ -10,17 +14,33 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("coachflow_descriptor");
 }
 
-pub mod cache;
+pub mod application;
 pub mod clock;
-pub mod config;
-pub mod convert;
-pub mod core;
-pub mod error;
-pub mod limits;
 pub mod metrics;
-pub mod names;
-pub mod serve;
-pub mod services;
-pub mod telemetry;
-pub mod timers;
+pub mod process;
 pub mod trace;
+pub mod transport;
+
+pub use process::{config, serve, telemetry, timers};
+pub use transport::convert;
+
+/// Lower-case hexadecimal, as checksums, fingerprints and key ids are written.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
+}
+
+/// The optimistic-concurrency token of an engagement at `sequence`.
+pub fn etag(sequence: u64) -> String {
+    format!("\"{sequence}\"")
+}
+
+/// RFC 3339 in UTC with `Z`, as replies and messages write times.
+pub fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}

@@ -35,6 +35,12 @@ pub const OVERDUE_TASKS: &str = "coachflow_overdue_tasks";
 pub const DUE_SOON_TASKS: &str = "coachflow_due_soon_tasks";
 /// Timers stored (pending).
 pub const PENDING_TIMERS: &str = "coachflow_pending_timers";
+/// Calls refused by authorization, by `method` and `reason`.
+pub const AUTH_DENIALS: &str = "coachflow_auth_denials_total";
+/// Calls refused because their token did not verify (or was missing), by `reason`.
+pub const AUTH_FAILURES: &str = "coachflow_auth_failures_total";
+/// Break-glass reads of content (`content:read`), by `method`.
+pub const CONTENT_READS: &str = "coachflow_content_reads_total";
 /// Expired idempotency keys deleted by housekeeping.
 pub const IDEMPOTENCY_KEYS_EXPIRED: &str = "coachflow_idempotency_keys_expired_total";
 
@@ -68,6 +74,17 @@ fn describe() {
     describe_gauge!(OVERDUE_TASKS, Unit::Count, "Open tasks past their due time");
     describe_gauge!(DUE_SOON_TASKS, Unit::Count, "Open tasks whose reminder fired");
     describe_gauge!(PENDING_TIMERS, Unit::Count, "Timers waiting to fire");
+    describe_counter!(
+        AUTH_DENIALS,
+        Unit::Count,
+        "Calls refused by authorization, by method and reason"
+    );
+    describe_counter!(
+        AUTH_FAILURES,
+        Unit::Count,
+        "Calls refused because their token did not verify, by reason"
+    );
+    describe_counter!(CONTENT_READS, Unit::Count, "Break-glass reads of content, by method");
     describe_counter!(
         IDEMPOTENCY_KEYS_EXPIRED,
         Unit::Count,

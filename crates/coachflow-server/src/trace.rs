@@ -76,7 +76,7 @@ impl TraceContext {
 fn new_span_id() -> String {
     // The random tail of a UUIDv7: 62 random bits, never all zero in practice.
     let bytes = uuid::Uuid::now_v7().into_bytes();
-    crate::convert::hex(&bytes[8..])
+    crate::hex(&bytes[8..])
 }
 
 /// The trace context the current task runs in, if any.

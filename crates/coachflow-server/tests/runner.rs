@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use coachflow_engine::{Action, Actor, Command};
+use coachflow_engine::Action;
 use coachflow_model::Model;
+use coachflow_server::application::authorization::{PrincipalKind, Tenancy};
+use coachflow_server::application::{
+    Core, CoreSettings, CreateEngagement, EngagementName, Method, ModelSource, Mutation, Principal,
+};
 use coachflow_server::clock::{ManualClock, SharedClock};
-use coachflow_server::core::{Core, CoreSettings};
-use coachflow_server::names::EngagementName;
 use coachflow_server::timers::{self, RunnerSettings};
 use coachflow_store::{Store, StoreOptions};
 use tokio::sync::watch;
@@ -63,28 +65,65 @@ fn core(store: Store, clock: &Arc<ManualClock>) -> Arc<Core> {
     ))
 }
 
-async fn publish(core: &Core) -> Arc<Model> {
-    let model = Model::from_text(MODEL).unwrap();
-    core.publish_model("acme", MODEL, "yaml", &model, None).await.unwrap();
-    core.model("acme", "timers", 1).await.unwrap()
+const CREATE_MODEL: &str = "coachflow.v1.ModelService/CreateModel";
+const CREATE: &str = "coachflow.v1.EngagementService/CreateEngagement";
+const GET: &str = "coachflow.v1.EngagementService/GetEngagement";
+
+fn method(name: &'static str) -> Method {
+    Method::named(name)
 }
 
-async fn start(core: &Core, model: &Arc<Model>, id: &str) {
-    let people = BTreeMap::from([
-        ("client".to_owned(), vec![format!("{id}-client")]),
-        ("coach".to_owned(), vec!["coach-1".to_owned()]),
-    ]);
-    let command = Command {
-        actor: Actor::Service("test".to_owned()),
-        action: Action::Start {
-            model_version: 1,
-            timezone: None,
-            people,
-        },
+/// The service itself: every power.
+fn service() -> Principal {
+    Principal::service()
+}
+
+/// A person of tenant acme, with no system powers.
+fn person(subject: &str) -> Principal {
+    Principal {
+        subject: subject.to_owned(),
+        tenancy: Tenancy::One("acme".to_owned()),
+        scopes: Default::default(),
+        delegate: None,
+        kind: PrincipalKind::Token,
+    }
+}
+
+async fn publish(core: &Core) {
+    let model = Model::from_text(MODEL).unwrap();
+    let source = ModelSource {
+        text: MODEL,
+        format: "yaml",
+        compiled: &model,
     };
-    core.create(&EngagementName::new("acme", id), model, command, None)
+    core.publish_model(&service(), method(CREATE_MODEL), "acme", source, "")
         .await
         .unwrap();
+}
+
+fn create_request(id: &str, client: &str) -> CreateEngagement {
+    CreateEngagement {
+        id: Some(id.to_owned()),
+        model: "timers".to_owned(),
+        version: None,
+        timezone: None,
+        people: BTreeMap::from([
+            ("client".to_owned(), vec![client.to_owned()]),
+            ("coach".to_owned(), vec!["coach-1".to_owned()]),
+        ]),
+    }
+}
+
+async fn start(core: &Core, id: &str) {
+    core.create(
+        &service(),
+        method(CREATE),
+        "acme",
+        create_request(id, &format!("{id}-client")),
+        "",
+    )
+    .await
+    .unwrap();
 }
 
 fn runner(core: &Arc<Core>, owner: &str, shutdown: &watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
@@ -142,10 +181,10 @@ fn expected_timers() -> BTreeMap<String, usize> {
 async fn two_runners_fire_every_timer_once(first: Store, second: Store) {
     let clock = Arc::new(ManualClock::new(start_time()));
     let (one, two) = (core(first.clone(), &clock), core(second, &clock));
-    let model = publish(&one).await;
+    publish(&one).await;
     let ids: Vec<String> = (0..24).map(|index| format!("e-{index}")).collect();
     for id in &ids {
-        start(&one, &model, id).await;
+        start(&one, id).await;
     }
     assert_eq!(first.count_timers().await.unwrap(), 24 * 5);
     let (stop, shutdown) = watch::channel(false);
@@ -163,22 +202,25 @@ async fn two_runners_fire_every_timer_once(first: Store, second: Store) {
     for (id, counts) in fired(&first, &ids).await {
         assert_eq!(counts, expected_timers(), "timers fired in {id}");
     }
-    let engagement = one.get(&EngagementName::new("acme", "e-0")).await.unwrap();
-    let prepare = engagement.tasks.iter().find(|task| task.key == "prepare").unwrap();
+    let engagement = one
+        .engagement(&service(), method(GET), &EngagementName::new("acme", "e-0"))
+        .await
+        .unwrap();
+    let tasks = &engagement.state.tasks;
+    let prepare = tasks.values().find(|task| task.task == "prepare").unwrap();
     assert!(prepare.overdue && prepare.escalated, "{prepare:?}");
     assert!(
-        engagement
-            .tasks
-            .iter()
-            .any(|task| task.key == "follow-up" && task.state == coachflow_server::proto::task::State::Open as i32)
+        tasks
+            .values()
+            .any(|task| task.task == "follow-up" && task.status == coachflow_engine::TaskStatus::Open)
     );
 }
 
 async fn missed_timers_fire_when_a_runner_starts(store: Store) {
     let clock = Arc::new(ManualClock::new(start_time()));
     let core = core(store.clone(), &clock);
-    let model = publish(&core).await;
-    start(&core, &model, "late").await;
+    publish(&core).await;
+    start(&core, "late").await;
     // The service was down for a week: every timer is long overdue when the runner starts.
     clock.advance(TimeDelta::days(7));
     let (stop, shutdown) = watch::channel(false);
@@ -220,43 +262,29 @@ async fn sqlite_missed_timers_fire_when_a_runner_starts() {
 /// Concurrent twins of one CreateEngagement (same request id, same engagement id) all get
 /// the first one's response, never ALREADY_EXISTS: the engagement exists once.
 async fn concurrent_twins_of_a_create_get_one_answer(store: Store) {
-    use coachflow_server::core::RequestKey;
-    use coachflow_server::proto;
     let clock = Arc::new(ManualClock::new(start_time()));
     let core = core(store.clone(), &clock);
-    let model = publish(&core).await;
-    let request = proto::CreateEngagementRequest {
-        parent: "tenants/acme".to_owned(),
-        engagement_id: "twin".to_owned(),
-        request_id: "create-twin-1".to_owned(),
-        ..Default::default()
-    };
+    publish(&core).await;
     let twins = (0..8).map(|_| {
-        let (core, model) = (Arc::clone(&core), Arc::clone(&model));
-        let key = RequestKey::of("acme", "CreateEngagement", &request.request_id, &request);
+        let core = Arc::clone(&core);
         tokio::spawn(async move {
-            let command = Command {
-                actor: Actor::Service("test".to_owned()),
-                action: Action::Start {
-                    model_version: 1,
-                    timezone: None,
-                    people: BTreeMap::from([
-                        ("client".to_owned(), vec!["p-1".to_owned()]),
-                        ("coach".to_owned(), vec!["c-1".to_owned()]),
-                    ]),
-                },
-            };
-            core.create(&EngagementName::new("acme", "twin"), &model, command, key)
-                .await
+            core.create(
+                &service(),
+                method(CREATE),
+                "acme",
+                create_request("twin", "p-1"),
+                "create-twin-1",
+            )
+            .await
         })
     });
     let mut answers = Vec::new();
     for twin in twins.collect::<Vec<_>>() {
         answers.push(twin.await.unwrap().unwrap());
     }
-    assert!(answers.windows(2).all(|pair| pair[0] == pair[1]));
+    assert!(answers.windows(2).all(|pair| pair[0].state == pair[1].state));
     let history = store.history("acme", "twin", 0, 1000).await.unwrap();
-    assert_eq!(history.len() as u64, answers[0].event_count);
+    assert_eq!(history.len() as u64, answers[0].state.sequence);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,15 +304,14 @@ async fn sqlite_concurrent_twins_of_a_create_get_one_answer() {
 /// engagement: a state the other replica has moved past is noticed, no change is lost,
 /// reads answer with the stored state, and an etag is checked against it.
 async fn replicas_keeping_states_lose_no_change(first: Store, second: Store) {
-    use coachflow_server::core::Mutation;
     let clock = Arc::new(ManualClock::new(start_time()));
     let (one, two) = (core(first.clone(), &clock), core(second, &clock));
-    let model = publish(&one).await;
-    start(&one, &model, "shared").await;
+    publish(&one).await;
+    start(&one, "shared").await;
     let name = EngagementName::new("acme", "shared");
     let goal = |n: u32| Mutation {
         engagement: name.clone(),
-        actor: Actor::Service("test".to_owned()),
+        method: method("coachflow.v1.EngagementService/RecordGoal"),
         action: Action::RecordGoal {
             goal: format!("goal-{n}"),
             title: format!("Goal {n}"),
@@ -293,16 +320,17 @@ async fn replicas_keeping_states_lose_no_change(first: Store, second: Store) {
             due: None,
         },
         expected_sequence: None,
-        request: None,
+        request_id: String::new(),
     };
     for n in 0..6 {
         // Alternate: each replica's kept state is one change behind when its turn comes.
         let replica = if n % 2 == 0 { &one } else { &two };
-        let executed = replica.execute(goal(n)).await.unwrap();
-        assert_eq!(executed.engagement.goals.len(), n as usize + 1, "change {n}");
+        let executed = replica.execute(&service(), goal(n)).await.unwrap();
+        assert_eq!(executed.engagement.state.goals.len(), n as usize + 1, "change {n}");
         // The other replica reads what was just committed, not what it kept.
         let other = if n % 2 == 0 { &two } else { &one };
-        assert_eq!(other.get(&name).await.unwrap(), executed.engagement);
+        let read = other.engagement(&service(), method(GET), &name).await.unwrap();
+        assert_eq!(read.state, executed.engagement.state);
     }
     let history = first.history("acme", "shared", 0, 1000).await.unwrap();
     let goals = history
@@ -313,19 +341,25 @@ async fn replicas_keeping_states_lose_no_change(first: Store, second: Store) {
 
     // An etag from the other replica's latest reply is accepted by a replica whose kept
     // state is older; a stale etag is refused.
-    let latest = two.get(&name).await.unwrap().event_count;
+    let latest = two
+        .engagement(&service(), method(GET), &name)
+        .await
+        .unwrap()
+        .state
+        .sequence;
     let pinned = Mutation {
         expected_sequence: Some(latest),
         ..goal(6)
     };
-    let executed = two.execute(pinned).await.unwrap();
+    let executed = two.execute(&service(), pinned).await.unwrap();
     let stale = Mutation {
         expected_sequence: Some(latest),
         ..goal(7)
     };
-    let error = one.execute(stale).await.unwrap_err();
+    let error = one.execute(&service(), stale).await.unwrap_err();
     assert!(error.to_string().contains("etag"), "{error}");
-    assert_eq!(one.get(&name).await.unwrap(), executed.engagement);
+    let read = one.engagement(&service(), method(GET), &name).await.unwrap();
+    assert_eq!(read.state, executed.engagement.state);
 
     // The other replica fires the timer that opens the follow-up: a replica whose kept
     // state has it still scheduled neither refuses to complete it nor treats the timer as
@@ -333,36 +367,37 @@ async fn replicas_keeping_states_lose_no_change(first: Store, second: Store) {
     clock.advance(TimeDelta::minutes(90));
     let fire = |timer: &str| Mutation {
         engagement: name.clone(),
-        actor: Actor::System,
+        method: method("coachflow.internal/FireTimer"),
         action: Action::FireTimer {
             timer: timer.to_owned(),
         },
         expected_sequence: None,
-        request: None,
+        request_id: String::new(),
     };
-    let opened = two.execute(fire("open:follow-up")).await.unwrap();
+    let opened = two.execute(&service(), fire("open:follow-up")).await.unwrap();
     assert!(opened.events > 0);
     let follow_up = opened
         .engagement
+        .state
         .tasks
-        .iter()
-        .find(|task| task.key == "follow-up")
+        .values()
+        .find(|task| task.task == "follow-up")
         .unwrap();
-    let instance = follow_up.name.rsplit_once("/tasks/").unwrap().1.to_owned();
     let complete = Mutation {
         engagement: name.clone(),
-        actor: Actor::Person("coach-1".to_owned()),
+        method: method("coachflow.v1.EngagementService/CompleteTask"),
         action: Action::CompleteTask {
-            task: instance,
+            task: follow_up.id.clone(),
             outputs: BTreeMap::new(),
         },
         expected_sequence: None,
-        request: None,
+        request_id: String::new(),
     };
-    let completed = one.execute(complete).await.unwrap();
+    // The coach, the task's assignee, on the replica whose kept state is behind.
+    let completed = one.execute(&person("coach-1"), complete).await.unwrap();
     assert!(completed.events > 0);
     // Firing it again is nothing to do, on either replica.
-    assert_eq!(one.execute(fire("open:follow-up")).await.unwrap().events, 0);
+    assert_eq!(one.execute(&service(), fire("open:follow-up")).await.unwrap().events, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,6 +101,28 @@ impl Store {
     /// `coachflow_engine::apply`. `None` if it does not exist.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn load_engagement(&self, tenant: &str, id: &str) -> Result<Option<LoadedEngagement>, StoreError> {
+        self.load_engagement_until(tenant, id, None).await
+    }
+
+    /// The engagement's state as it was at `sequence` (after its event `sequence`):
+    /// replayed from the start, or from the snapshot when that is not later. `None` if the
+    /// engagement does not exist or has no such event.
+    pub async fn load_engagement_at(
+        &self,
+        tenant: &str,
+        id: &str,
+        sequence: u64,
+    ) -> Result<Option<LoadedEngagement>, StoreError> {
+        let loaded = self.load_engagement_until(tenant, id, Some(sequence)).await?;
+        Ok(loaded.filter(|loaded| loaded.state.sequence == sequence))
+    }
+
+    async fn load_engagement_until(
+        &self,
+        tenant: &str,
+        id: &str,
+        until: Option<u64>,
+    ) -> Result<Option<LoadedEngagement>, StoreError> {
         let head = self
             .db
             .query_one_raw(Statement::from_sql_and_values(
@@ -118,8 +140,9 @@ impl Store {
         let created_at: DateTime<Utc> = head.try_get("", "created_at")?;
         let snapshot_sequence: Option<i64> = head.try_get("", "snapshot_sequence")?;
         let snapshot_state: Option<String> = head.try_get("", "snapshot_state")?;
+        let usable = |sequence: i64| until.is_none_or(|until| u64::try_from(sequence).is_ok_and(|at| at <= until));
         let mut state = match (snapshot_sequence, snapshot_state) {
-            (Some(sequence), Some(json)) => {
+            (Some(sequence), Some(json)) if usable(sequence) => {
                 let state: EngagementState = serde_json::from_str(&json).map_err(|error| {
                     StoreError::Corrupt(format!("snapshot {sequence} of engagement {tenant}/{id}: {error}"))
                 })?;
@@ -134,13 +157,14 @@ impl Store {
             _ => EngagementState::default(),
         };
         let after = i64::try_from(state.sequence).unwrap_or(i64::MAX);
-        let rows = event::Entity::find()
+        let mut query = event::Entity::find()
             .filter(event::Column::Tenant.eq(tenant))
             .filter(event::Column::Engagement.eq(id))
-            .filter(event::Column::Sequence.gt(after))
-            .order_by_asc(event::Column::Sequence)
-            .all(&self.db)
-            .await?;
+            .filter(event::Column::Sequence.gt(after));
+        if let Some(until) = until {
+            query = query.filter(event::Column::Sequence.lte(i64::try_from(until).unwrap_or(i64::MAX)));
+        }
+        let rows = query.order_by_asc(event::Column::Sequence).all(&self.db).await?;
         for row in &rows {
             let event = decode_event(tenant, id, row)?;
             if event.sequence != state.sequence + 1 {

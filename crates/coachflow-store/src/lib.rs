@@ -6,6 +6,7 @@
 //! outbox rows, timer changes and the idempotency key go in one transaction, guarded by the
 //! engagement's sequence number (optimistic concurrency).
 
+mod audit;
 mod commit;
 mod connect;
 mod convert;
@@ -21,6 +22,7 @@ mod tasks;
 pub mod testing;
 mod timers;
 
+pub use audit::NewContentRead;
 pub use commit::Commit;
 pub use connect::{Backend, Store, StoreOptions};
 pub use engagements::{EngagementFilter, EngagementSummary, LoadedEngagement};

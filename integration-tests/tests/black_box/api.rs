@@ -102,16 +102,26 @@ async fn bad_input_is_refused_precisely_and_the_server_keeps_serving(backend: Ba
     );
     still_serving(&server, "an invalid model").await;
 
-    // An engagement that does not exist.
+    // An engagement that does not exist: NOT_FOUND for a reader of every engagement, and
+    // for a person the same PERMISSION_DENIED as for an engagement they are not part of.
     let missing = engagement_name("no-such-engagement");
     let status = expect_code(
         "GetEngagement of an unknown engagement",
-        engagements
+        server
+            .engagements()
             .get_engagement(proto::GetEngagementRequest { name: missing.clone() })
             .await,
         Code::NotFound,
     );
     assert!(status.message().contains("no-such-engagement"), "{}", status.message());
+    let status = expect_code(
+        "GetEngagement of an unknown engagement by a person",
+        engagements
+            .get_engagement(proto::GetEngagementRequest { name: missing.clone() })
+            .await,
+        Code::PermissionDenied,
+    );
+    assert_eq!(reason(&status).as_deref(), Some("NOT_A_PARTICIPANT"), "{status:?}");
     still_serving(&server, "NOT_FOUND").await;
 
     // A closed task.

@@ -3,7 +3,10 @@
 
 use coachflow_integration_tests::client::{builtin_source, parent};
 use coachflow_integration_tests::history::{self, assert_gapless};
-use coachflow_integration_tests::{Backend, TestServer, default_outputs, engagement_name, parse_model, task_name};
+use coachflow_integration_tests::identity::SYSTEM_SCOPES;
+use coachflow_integration_tests::{
+    Backend, Claims, TENANT, TestServer, default_outputs, engagement_name, parse_model, task_name,
+};
 use coachflow_server::proto;
 use serde_json::json;
 use tonic::Code;
@@ -102,7 +105,8 @@ async fn fifty_concurrent_completions_of_one_task_succeed_once(backend: Backend)
 async fn a_repeated_request_id_takes_effect_once(backend: Backend) {
     let server = TestServer::start(backend).await;
     let model = server.publish_builtin("four-stage").await;
-    let mut client = server.engagements_as("person/coach-1");
+    // The coach, through a system that may start engagements.
+    let mut client = server.engagements_with(&Claims::system("coach-1", TENANT, &SYSTEM_SCOPES));
 
     // CreateEngagement: the repeat returns the same engagement (with its generated id).
     let create = proto::CreateEngagementRequest {

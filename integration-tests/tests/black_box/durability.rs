@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use coachflow_integration_tests::client::{builtin_source, instance_of, parent};
 use coachflow_integration_tests::history::{self, assert_gapless};
-use coachflow_integration_tests::{Backend, Engagements, TestServer, default_outputs, parse_model, wait_until};
+use coachflow_integration_tests::identity::SYSTEM_SCOPES;
+use coachflow_integration_tests::{
+    Backend, Claims, Engagements, TENANT, TestServer, default_outputs, parse_model, wait_until,
+};
 use coachflow_model::Model;
 use coachflow_server::proto;
 
@@ -144,7 +147,8 @@ async fn acknowledged_changes_survive_kill_9(backend: Backend) {
     let workers: Vec<_> = (0..WORKERS)
         .map(|index| {
             tokio::spawn(worker(
-                server.engagements_as(&format!("person/coach-{index}")),
+                // A coach, through a system that may start engagements.
+                server.engagements_with(&Claims::system(&format!("coach-{index}"), TENANT, &SYSTEM_SCOPES)),
                 Arc::clone(&model),
                 published.name.clone(),
                 index,

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use coachflow_integration_tests::client::instance_of;
+use coachflow_integration_tests::client::{SERVICE_ACTOR, instance_of};
 use coachflow_integration_tests::contract::Contract;
 use coachflow_integration_tests::history::{self, assert_gapless};
-use coachflow_integration_tests::{Backend, Driver, TestServer, engagement_name, json_to_struct};
+use coachflow_integration_tests::{Backend, Driver, TestServer, actor_claims, engagement_name, json_to_struct};
 use coachflow_server::proto::{self, engagement::State, model_service_client::ModelServiceClient};
 use serde_json::{Value, json};
 use tonic::Code;
@@ -189,7 +189,8 @@ async fn a_refusal_with_many_problems_reaches_a_client_with_the_default_metadata
         .connect()
         .await
         .expect("connect");
-    let mut client = ModelServiceClient::new(channel);
+    let bearer = server.bearer(&actor_claims(SERVICE_ACTOR));
+    let mut client = ModelServiceClient::with_interceptor(channel, bearer);
     for count in [14, 26, 40, 400] {
         let status = expect_code(
             &format!("CreateModel with {count} problems"),

@@ -1,5 +1,6 @@
 //! sea-orm entities, one per table; the schema itself is defined by `coachflow-migration`.
 
+pub mod content_read;
 pub mod engagement;
 pub mod engagement_person;
 pub mod engagement_task;

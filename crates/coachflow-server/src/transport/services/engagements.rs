@@ -4,16 +4,23 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use coachflow_engine::{Action, Command};
+use coachflow_engine::Action;
 use coachflow_store::{EngagementFilter, TaskCursor, TaskFilter, TaskQueue};
 use tonic::{Request, Response, Status};
 
-use super::{actor, decode_page_token, encode_page_token, observe, page_size, split_page};
-use crate::convert::{self, non_empty};
-use crate::core::{Core, Mutation, RequestKey};
-use crate::error::ApiError;
-use crate::names::{EngagementName, ModelName, TaskName, TenantName};
+use super::{decode_page_token, encode_page_token, observe, page_size, principal};
+use crate::application::{
+    AppError, Core, CreateEngagement, EngagementName, Method, ModelName, Mutation, Principal, TaskName, TenantName,
+};
 use crate::proto::{self, engagement_service_server::EngagementService};
+use crate::transport::convert::{self, non_empty};
+
+/// The method `name` of this service, as the authorization table knows it.
+macro_rules! method {
+    ($name:literal) => {
+        Method::named(concat!("coachflow.v1.EngagementService/", $name))
+    };
+}
 
 #[derive(Debug, Clone)]
 pub struct EngagementApi {
@@ -28,36 +35,38 @@ impl EngagementApi {
     /// Runs a command on an existing engagement: the common tail of every mutating method.
     async fn mutate(
         &self,
-        method: &'static str,
+        principal: &Principal,
+        method: Method,
         engagement: EngagementName,
-        actor: coachflow_engine::Actor,
         action: Action,
         request: &impl MutatingRequest,
         fields: impl Fn(&str) -> String,
-    ) -> Result<proto::Engagement, ApiError> {
+    ) -> Result<proto::Engagement, AppError> {
         let expected_sequence = if request.etag().is_empty() {
             None
         } else {
             Some(convert::parse_etag("etag", request.etag())?)
         };
-        let key = RequestKey::of(&engagement.tenant, method, request.request_id(), request);
         let executed = self
             .core
-            .execute(Mutation {
-                engagement,
-                actor,
-                action,
-                expected_sequence,
-                request: key,
-            })
+            .execute(
+                principal,
+                Mutation {
+                    engagement,
+                    method,
+                    action,
+                    expected_sequence,
+                    request_id: request.request_id().to_owned(),
+                },
+            )
             .await
             .map_err(|error| error.map_fields(&fields))?;
-        Ok(executed.engagement)
+        Ok(convert::engagement(&executed.engagement))
     }
 }
 
 /// A request that changes an engagement: it carries an optional etag and request id.
-trait MutatingRequest: prost::Message {
+trait MutatingRequest {
     fn etag(&self) -> &str;
     fn request_id(&self) -> &str;
 }
@@ -109,11 +118,11 @@ fn rename<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> String + 'a {
     }
 }
 
-fn people(bindings: &[proto::RoleBinding]) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
+fn people(bindings: &[proto::RoleBinding]) -> Result<BTreeMap<String, Vec<String>>, AppError> {
     let mut people: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (index, binding) in bindings.iter().enumerate() {
         if binding.role.is_empty() {
-            return Err(ApiError::invalid(format!("people[{index}].role"), "is required"));
+            return Err(AppError::invalid(format!("people[{index}].role"), "is required"));
         }
         people
             .entry(binding.role.clone())
@@ -123,19 +132,19 @@ fn people(bindings: &[proto::RoleBinding]) -> Result<BTreeMap<String, Vec<String
     Ok(people)
 }
 
-fn due_date(field: &str, text: &str) -> Result<Option<NaiveDate>, ApiError> {
+fn due_date(field: &str, text: &str) -> Result<Option<NaiveDate>, AppError> {
     if text.is_empty() {
         return Ok(None);
     }
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map(Some)
-        .map_err(|_| ApiError::invalid(field, format!("'{text}' is not a date like 2026-12-31")))
+        .map_err(|_| AppError::invalid(field, format!("'{text}' is not a date like 2026-12-31")))
 }
 
 fn optional_time(
     field: &str,
     at: Option<&prost_types::Timestamp>,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, AppError> {
     at.map(|at| convert::from_timestamp(field, at)).transpose()
 }
 
@@ -145,30 +154,29 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::CreateEngagementRequest>,
     ) -> Result<Response<proto::Engagement>, Status> {
-        observe("CreateEngagement", async {
-            let actor = actor(&request)?;
+        let method = method!("CreateEngagement");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let tenant = TenantName::parse("parent", &request.parent)?;
             let id = if request.engagement_id.is_empty() {
-                uuid::Uuid::now_v7().to_string()
+                None
             } else {
-                EngagementName::id("engagement_id", &request.engagement_id)?
+                Some(EngagementName::id("engagement_id", &request.engagement_id)?)
             };
-            let model_name = ModelName::parse_reference("model", &request.model, &tenant.tenant)?;
-            let version = (request.model_version != 0).then_some(request.model_version);
-            let (stored, model) = self.core.stored_model(&tenant.tenant, &model_name.key, version).await?;
-            let people = people(&request.people)?;
-            let name = EngagementName::new(&tenant.tenant, &id);
-            let key = RequestKey::of(&tenant.tenant, "CreateEngagement", &request.request_id, &request);
-            let command = Command {
-                actor,
-                action: Action::Start {
-                    model_version: stored.version,
-                    timezone: non_empty(&request.timezone),
-                    people,
-                },
+            let model = ModelName::parse_reference("model", &request.model, &tenant.tenant)?;
+            let create = CreateEngagement {
+                id,
+                model: model.key,
+                version: (request.model_version != 0).then_some(request.model_version),
+                timezone: non_empty(&request.timezone),
+                people: people(&request.people)?,
             };
-            self.core.create(&name, &model, command, key).await
+            let view = self
+                .core
+                .create(&principal, method, &tenant.tenant, create, &request.request_id)
+                .await?;
+            Ok(convert::engagement(&view))
         })
         .await
     }
@@ -177,9 +185,12 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::GetEngagementRequest>,
     ) -> Result<Response<proto::Engagement>, Status> {
-        observe("GetEngagement", async {
+        let method = method!("GetEngagement");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let name = EngagementName::parse("name", &request.get_ref().name)?;
-            self.core.get(&name).await
+            let view = self.core.engagement(&principal, method, &name).await?;
+            Ok(convert::engagement(&view))
         })
         .await
     }
@@ -188,12 +199,14 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::ListEngagementsRequest>,
     ) -> Result<Response<proto::ListEngagementsResponse>, Status> {
-        observe("ListEngagements", async {
+        let method = method!("ListEngagements");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let tenant = TenantName::parse("parent", &request.parent)?;
             let limit = page_size(request.page_size)?;
             let state = proto::engagement::State::try_from(request.state)
-                .map_err(|_| ApiError::invalid("state", format!("{} is not an Engagement.State", request.state)))?;
+                .map_err(|_| AppError::invalid("state", format!("{} is not an Engagement.State", request.state)))?;
             let filter = EngagementFilter {
                 model_key: if request.model.is_empty() {
                     None
@@ -207,12 +220,10 @@ impl EngagementService for EngagementApi {
             };
             let fingerprint = format!("{tenant}|{filter:?}");
             let after: Option<String> = decode_page_token("engagements", &fingerprint, &request.page_token)?;
-            let summaries = self
+            let (summaries, more) = self
                 .core
-                .store()
-                .list_engagements(&tenant.tenant, &filter, after.as_deref(), limit + 1)
+                .list_engagements(&principal, method, &tenant.tenant, filter, after.as_deref(), limit)
                 .await?;
-            let (summaries, more) = split_page(summaries, limit);
             let next_page_token = match summaries.last() {
                 Some(last) if more => encode_page_token("engagements", &fingerprint, &last.id),
                 _ => String::new(),
@@ -229,8 +240,9 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::CompleteTaskRequest>,
     ) -> Result<Response<proto::Engagement>, Status> {
-        observe("CompleteTask", async {
-            let actor = actor(&request)?;
+        let method = method!("CompleteTask");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let task = TaskName::parse("name", &request.name)?;
             let outputs = request
@@ -243,9 +255,9 @@ impl EngagementService for EngagementApi {
                 outputs,
             };
             self.mutate(
-                "CompleteTask",
+                &principal,
+                method,
                 task.engagement,
-                actor,
                 action,
                 &request,
                 rename(&[("task", "name")]),
@@ -256,8 +268,9 @@ impl EngagementService for EngagementApi {
     }
 
     async fn skip_task(&self, request: Request<proto::SkipTaskRequest>) -> Result<Response<proto::Engagement>, Status> {
-        observe("SkipTask", async {
-            let actor = actor(&request)?;
+        let method = method!("SkipTask");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let task = TaskName::parse("name", &request.name)?;
             let action = Action::SkipTask {
@@ -265,9 +278,9 @@ impl EngagementService for EngagementApi {
                 reason: request.reason.clone(),
             };
             self.mutate(
-                "SkipTask",
+                &principal,
+                method,
                 task.engagement,
-                actor,
                 action,
                 &request,
                 rename(&[("task", "name")]),
@@ -281,8 +294,9 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::AssignTaskRequest>,
     ) -> Result<Response<proto::Engagement>, Status> {
-        observe("AssignTask", async {
-            let actor = actor(&request)?;
+        let method = method!("AssignTask");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let task = TaskName::parse("name", &request.name)?;
             let action = Action::AssignTask {
@@ -290,9 +304,9 @@ impl EngagementService for EngagementApi {
                 assignee: request.assignee.clone(),
             };
             self.mutate(
-                "AssignTask",
+                &principal,
+                method,
                 task.engagement,
-                actor,
                 action,
                 &request,
                 rename(&[("task", "name")]),
@@ -306,15 +320,16 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::AddParticipantRequest>,
     ) -> Result<Response<proto::Engagement>, Status> {
-        observe("AddParticipant", async {
-            let actor = actor(&request)?;
+        let method = method!("AddParticipant");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let engagement = EngagementName::parse("engagement", &request.engagement)?;
             let action = Action::AddParticipant {
                 role: request.role.clone(),
                 person: request.person.clone(),
             };
-            self.mutate("AddParticipant", engagement, actor, action, &request, rename(&[]))
+            self.mutate(&principal, method, engagement, action, &request, rename(&[]))
                 .await
         })
         .await
@@ -324,8 +339,9 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::RecordGoalRequest>,
     ) -> Result<Response<proto::Engagement>, Status> {
-        observe("RecordGoal", async {
-            let actor = actor(&request)?;
+        let method = method!("RecordGoal");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let engagement = EngagementName::parse("engagement", &request.engagement)?;
             let action = Action::RecordGoal {
@@ -336,9 +352,9 @@ impl EngagementService for EngagementApi {
                 due: due_date("due_date", &request.due_date)?,
             };
             self.mutate(
-                "RecordGoal",
+                &principal,
+                method,
                 engagement,
-                actor,
                 action,
                 &request,
                 rename(&[("goal", "goal_id"), ("due", "due_date")]),
@@ -352,12 +368,13 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::RecordGoalProgressRequest>,
     ) -> Result<Response<proto::Engagement>, Status> {
-        observe("RecordGoalProgress", async {
-            let actor = actor(&request)?;
+        let method = method!("RecordGoalProgress");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let engagement = EngagementName::parse("engagement", &request.engagement)?;
             let status = proto::goal::Status::try_from(request.status)
-                .map_err(|_| ApiError::invalid("status", format!("{} is not a Goal.Status", request.status)))?;
+                .map_err(|_| AppError::invalid("status", format!("{} is not a Goal.Status", request.status)))?;
             let action = Action::RecordGoalProgress {
                 goal: request.goal_id.clone(),
                 progress: request.progress,
@@ -365,9 +382,9 @@ impl EngagementService for EngagementApi {
                 note: non_empty(&request.note),
             };
             self.mutate(
-                "RecordGoalProgress",
+                &principal,
+                method,
                 engagement,
-                actor,
                 action,
                 &request,
                 rename(&[("goal", "goal_id")]),
@@ -381,8 +398,9 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::RecordCommitmentRequest>,
     ) -> Result<Response<proto::Engagement>, Status> {
-        observe("RecordCommitment", async {
-            let actor = actor(&request)?;
+        let method = method!("RecordCommitment");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let engagement = EngagementName::parse("engagement", &request.engagement)?;
             let action = Action::RecordCommitment {
@@ -392,9 +410,9 @@ impl EngagementService for EngagementApi {
                 due: optional_time("follow_up_time", request.follow_up_time.as_ref())?,
             };
             self.mutate(
-                "RecordCommitment",
+                &principal,
+                method,
                 engagement,
-                actor,
                 action,
                 &request,
                 rename(&[("commitment", "commitment_id"), ("due", "follow_up_time")]),
@@ -408,14 +426,15 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::RecordCommitmentFollowUpRequest>,
     ) -> Result<Response<proto::Engagement>, Status> {
-        observe("RecordCommitmentFollowUp", async {
-            let actor = actor(&request)?;
+        let method = method!("RecordCommitmentFollowUp");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let engagement = EngagementName::parse("engagement", &request.engagement)?;
             let status = proto::commitment::Status::try_from(request.status)
                 .ok()
                 .and_then(convert::commitment_status_from_proto)
-                .ok_or_else(|| ApiError::invalid("status", "is required: KEPT, MISSED, RENEGOTIATED or DROPPED"))?;
+                .ok_or_else(|| AppError::invalid("status", "is required: KEPT, MISSED, RENEGOTIATED or DROPPED"))?;
             let action = Action::RecordCommitmentFollowUp {
                 commitment: request.commitment_id.clone(),
                 status,
@@ -423,9 +442,9 @@ impl EngagementService for EngagementApi {
                 due: optional_time("follow_up_time", request.follow_up_time.as_ref())?,
             };
             self.mutate(
-                "RecordCommitmentFollowUp",
+                &principal,
+                method,
                 engagement,
-                actor,
                 action,
                 &request,
                 rename(&[("commitment", "commitment_id"), ("due", "follow_up_time")]),
@@ -439,15 +458,16 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::SignOffPhaseRequest>,
     ) -> Result<Response<proto::Engagement>, Status> {
-        observe("SignOffPhase", async {
-            let actor = actor(&request)?;
+        let method = method!("SignOffPhase");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let engagement = EngagementName::parse("engagement", &request.engagement)?;
             let action = Action::SignOff {
                 role: request.role.clone(),
                 person: request.person.clone(),
             };
-            self.mutate("SignOffPhase", engagement, actor, action, &request, rename(&[]))
+            self.mutate(&principal, method, engagement, action, &request, rename(&[]))
                 .await
         })
         .await
@@ -457,14 +477,15 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::AdvancePhaseRequest>,
     ) -> Result<Response<proto::Engagement>, Status> {
-        observe("AdvancePhase", async {
-            let actor = actor(&request)?;
+        let method = method!("AdvancePhase");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let engagement = EngagementName::parse("engagement", &request.engagement)?;
             let action = Action::AdvancePhase {
                 expected_phase: non_empty(&request.expected_phase),
             };
-            self.mutate("AdvancePhase", engagement, actor, action, &request, rename(&[]))
+            self.mutate(&principal, method, engagement, action, &request, rename(&[]))
                 .await
         })
         .await
@@ -474,14 +495,15 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::SuspendEngagementRequest>,
     ) -> Result<Response<proto::Engagement>, Status> {
-        observe("SuspendEngagement", async {
-            let actor = actor(&request)?;
+        let method = method!("SuspendEngagement");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let engagement = EngagementName::parse("name", &request.name)?;
             let action = Action::Suspend {
                 reason: non_empty(&request.reason),
             };
-            self.mutate("SuspendEngagement", engagement, actor, action, &request, rename(&[]))
+            self.mutate(&principal, method, engagement, action, &request, rename(&[]))
                 .await
         })
         .await
@@ -491,19 +513,13 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::ResumeEngagementRequest>,
     ) -> Result<Response<proto::Engagement>, Status> {
-        observe("ResumeEngagement", async {
-            let actor = actor(&request)?;
+        let method = method!("ResumeEngagement");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let engagement = EngagementName::parse("name", &request.name)?;
-            self.mutate(
-                "ResumeEngagement",
-                engagement,
-                actor,
-                Action::Resume,
-                &request,
-                rename(&[]),
-            )
-            .await
+            self.mutate(&principal, method, engagement, Action::Resume, &request, rename(&[]))
+                .await
         })
         .await
     }
@@ -512,14 +528,15 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::CancelEngagementRequest>,
     ) -> Result<Response<proto::Engagement>, Status> {
-        observe("CancelEngagement", async {
-            let actor = actor(&request)?;
+        let method = method!("CancelEngagement");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let engagement = EngagementName::parse("name", &request.name)?;
             let action = Action::Cancel {
                 reason: non_empty(&request.reason),
             };
-            self.mutate("CancelEngagement", engagement, actor, action, &request, rename(&[]))
+            self.mutate(&principal, method, engagement, action, &request, rename(&[]))
                 .await
         })
         .await
@@ -529,11 +546,13 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::ListTasksRequest>,
     ) -> Result<Response<proto::ListTasksResponse>, Status> {
-        observe("ListTasks", async {
+        let method = method!("ListTasks");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let tenant = TenantName::parse("parent", &request.parent)?;
             if request.assignee.is_empty() {
-                return Err(ApiError::invalid(
+                return Err(AppError::invalid(
                     "assignee",
                     "is required: the person whose queue to list",
                 ));
@@ -542,7 +561,7 @@ impl EngagementService for EngagementApi {
                 Ok(proto::list_tasks_request::Queue::Unspecified) => TaskQueue::Open,
                 Ok(proto::list_tasks_request::Queue::DueSoon) => TaskQueue::DueSoon,
                 Ok(proto::list_tasks_request::Queue::Overdue) => TaskQueue::Overdue,
-                Err(_) => return Err(ApiError::invalid("queue", format!("{} is not a Queue", request.queue))),
+                Err(_) => return Err(AppError::invalid("queue", format!("{} is not a Queue", request.queue))),
             };
             let limit = page_size(request.page_size)?;
             let filter = TaskFilter {
@@ -551,12 +570,10 @@ impl EngagementService for EngagementApi {
             };
             let fingerprint = format!("{tenant}|{filter:?}");
             let after: Option<TaskCursor> = decode_page_token("tasks", &fingerprint, &request.page_token)?;
-            let rows = self
+            let (rows, more) = self
                 .core
-                .store()
-                .list_tasks(&tenant.tenant, &filter, after.as_ref(), limit + 1)
+                .list_tasks(&principal, method, &tenant.tenant, &filter, after.as_ref(), limit)
                 .await?;
-            let (rows, more) = split_page(rows, limit);
             let next_page_token = match rows.last() {
                 Some(last) if more => encode_page_token(
                     "tasks",
@@ -581,29 +598,27 @@ impl EngagementService for EngagementApi {
         &self,
         request: Request<proto::GetHistoryRequest>,
     ) -> Result<Response<proto::GetHistoryResponse>, Status> {
-        observe("GetHistory", async {
+        let method = method!("GetHistory");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let name = EngagementName::parse("name", &request.name)?;
             let limit = page_size(request.page_size)?;
             let after: Option<u64> = decode_page_token("history", &name.to_string(), &request.page_token)?;
-            let events = self
+            let view = self
                 .core
-                .store()
-                .history(&name.tenant, &name.id, after.unwrap_or(0), limit + 1)
+                .history(&principal, method, &name, after.unwrap_or(0), limit)
                 .await?;
-            if events.is_empty() && after.is_none() {
-                return Err(ApiError::NotFound {
-                    resource: "engagement",
-                    name: name.to_string(),
-                });
-            }
-            let (events, more) = split_page(events, limit);
-            let next_page_token = match events.last() {
-                Some(last) if more => encode_page_token("history", &name.to_string(), &last.sequence),
+            let next_page_token = match view.events.last() {
+                Some(last) if view.more => encode_page_token("history", &name.to_string(), &last.sequence),
                 _ => String::new(),
             };
             Ok(proto::GetHistoryResponse {
-                events: events.iter().map(convert::history_event).collect(),
+                events: view
+                    .events
+                    .iter()
+                    .map(|event| convert::history_event(event, &view))
+                    .collect(),
                 next_page_token,
             })
         })

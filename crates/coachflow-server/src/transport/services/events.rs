@@ -15,12 +15,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::observe;
-use crate::convert;
-use crate::core::Core;
-use crate::error::ApiError;
-use crate::names::{EngagementName, TenantName};
+use super::{observe, principal};
+use crate::application::{AppError, Core, EngagementName, EventsGrant, Method, TenantName};
 use crate::proto::{self, event_service_server::EventService};
+use crate::transport::convert;
 
 /// How long a stream waits at a hole in the positions before passing it by.
 pub const GAP_WAIT: Duration = Duration::from_secs(2);
@@ -46,6 +44,8 @@ struct Selection {
     tenant: String,
     engagement: Option<String>,
     types: Vec<String>,
+    /// What the caller may see of the events.
+    grant: EventsGrant,
 }
 
 impl Selection {
@@ -59,9 +59,18 @@ impl Selection {
     }
 }
 
-fn public_event(row: &OutboxRow) -> proto::PublicEvent {
+fn public_event(row: &OutboxRow, grant: &EventsGrant) -> proto::PublicEvent {
     let data = match serde_json::from_str::<serde_json::Value>(&row.data) {
-        Ok(serde_json::Value::Object(map)) => convert::json_to_struct(&map),
+        Ok(serde_json::Value::Object(mut map)) => {
+            if let EventsGrant::Engagement { viewer, model } = grant {
+                // A person watching their engagement sees outputs as their roles allow.
+                let task = map.get("key").and_then(serde_json::Value::as_str).map(str::to_owned);
+                if let (Some(task), Some(serde_json::Value::Object(outputs))) = (task, map.get_mut("outputs")) {
+                    outputs.retain(|key, _| viewer.sees_task_output(model, &task, key));
+                }
+            }
+            convert::json_to_struct(&map)
+        }
         _ => prost_types::Struct::default(),
     };
     proto::PublicEvent {
@@ -94,7 +103,7 @@ async fn pump(
         let rows = match core.store().read_outbox_all(position, BATCH).await {
             Ok(rows) => rows,
             Err(error) => {
-                let _ = sender.send(Err(ApiError::from(error).into())).await;
+                let _ = sender.send(Err(AppError::from(error).into())).await;
                 return;
             }
         };
@@ -110,7 +119,7 @@ async fn pump(
             }
             hole_since = None;
             position = row.position;
-            if selection.wants(row) && sender.send(Ok(public_event(row))).await.is_err() {
+            if selection.wants(row) && sender.send(Ok(public_event(row, &selection.grant))).await.is_err() {
                 return;
             }
         }
@@ -147,7 +156,9 @@ impl EventService for EventApi {
         &self,
         request: Request<proto::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let started = observe("WatchEvents", async {
+        let method = Method::named("coachflow.v1.EventService/WatchEvents");
+        let principal = principal(&request).map_err(Status::from)?;
+        let started = observe(method, &principal, async {
             let request = request.into_inner();
             let tenant = TenantName::parse("parent", &request.parent)?;
             let engagement = if request.engagement.is_empty() {
@@ -155,23 +166,28 @@ impl EventService for EventApi {
             } else {
                 let name = EngagementName::parse("engagement", &request.engagement)?;
                 if name.tenant != tenant.tenant {
-                    return Err(ApiError::invalid("engagement", "belongs to another tenant than parent"));
+                    return Err(AppError::invalid("engagement", "belongs to another tenant than parent"));
                 }
-                Some(name.id)
+                Some(name)
             };
             for (index, event_type) in request.types.iter().enumerate() {
                 if !event_type.starts_with("dev.coachflow.") {
-                    return Err(ApiError::invalid(
+                    return Err(AppError::invalid(
                         format!("types[{index}]"),
                         format!("'{event_type}' is not a Coachflow event type such as dev.coachflow.task.completed.v1"),
                     ));
                 }
             }
+            let grant = self
+                .core
+                .events(&principal, method, &tenant.tenant, engagement.as_ref())
+                .await?;
             Ok((
                 Selection {
                     tenant: tenant.tenant,
-                    engagement,
+                    engagement: engagement.map(|name| name.id),
                     types: request.types,
+                    grant,
                 },
                 request.start_position,
             ))

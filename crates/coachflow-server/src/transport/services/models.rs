@@ -5,12 +5,17 @@ use std::sync::Arc;
 use coachflow_model::{Model, Problems};
 use tonic::{Request, Response, Status};
 
-use super::{decode_page_token, encode_page_token, observe, page_size, split_page};
-use crate::convert;
-use crate::core::{Core, RequestKey};
-use crate::error::{ApiError, Violation};
-use crate::names::{ModelName, TenantName};
+use super::{decode_page_token, encode_page_token, observe, page_size, principal};
+use crate::application::{AppError, Core, Method, ModelName, ModelSource, TenantName, Violation};
 use crate::proto::{self, model_service_server::ModelService};
+use crate::transport::convert;
+
+/// The method `name` of this service, as the authorization table knows it.
+macro_rules! method {
+    ($name:literal) => {
+        Method::named(concat!("coachflow.v1.ModelService/", $name))
+    };
+}
 
 #[derive(Debug, Clone)]
 pub struct ModelApi {
@@ -24,20 +29,20 @@ impl ModelApi {
 }
 
 /// The format of a model's text: as given, or detected.
-fn format(source: &str, format: i32) -> Result<&'static str, ApiError> {
+fn format(source: &str, format: i32) -> Result<&'static str, AppError> {
     let looks_like_json = source.trim_start().starts_with('{');
     match proto::ModelFormat::try_from(format) {
         Ok(proto::ModelFormat::Unspecified) => Ok(if looks_like_json { "json" } else { "yaml" }),
         Ok(proto::ModelFormat::Yaml) => Ok("yaml"),
         Ok(proto::ModelFormat::Json) if looks_like_json => Ok("json"),
-        Ok(proto::ModelFormat::Json) => Err(ApiError::invalid("source", "is not JSON (it does not start with '{')")),
-        Err(_) => Err(ApiError::invalid("format", format!("{format} is not a ModelFormat"))),
+        Ok(proto::ModelFormat::Json) => Err(AppError::invalid("source", "is not JSON (it does not start with '{')")),
+        Err(_) => Err(AppError::invalid("format", format!("{format} is not a ModelFormat"))),
     }
 }
 
 /// One BadRequest violation per problem, at `source.<path in the document>`.
-fn invalid_model(problems: &Problems) -> ApiError {
-    ApiError::InvalidArgument(
+fn invalid_model(problems: &Problems) -> AppError {
+    AppError::InvalidArgument(
         problems
             .0
             .iter()
@@ -53,9 +58,9 @@ fn invalid_model(problems: &Problems) -> ApiError {
     )
 }
 
-fn require_source(source: &str) -> Result<(), ApiError> {
+fn require_source(source: &str) -> Result<(), AppError> {
     if source.trim().is_empty() {
-        return Err(ApiError::invalid(
+        return Err(AppError::invalid(
             "source",
             "is required: the model's YAML or JSON text",
         ));
@@ -69,16 +74,30 @@ impl ModelService for ModelApi {
         &self,
         request: Request<proto::CreateModelRequest>,
     ) -> Result<Response<proto::Model>, Status> {
-        observe("CreateModel", async {
+        let method = method!("CreateModel");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let tenant = TenantName::parse("parent", &request.parent)?;
+            self.core.check_models(&principal, method, &tenant.tenant)?;
             require_source(&request.source)?;
             let format = format(&request.source, request.format)?;
             let model = Model::from_text(&request.source).map_err(|problems| invalid_model(&problems))?;
-            let key = RequestKey::of(&tenant.tenant, "CreateModel", &request.request_id, &request);
-            self.core
-                .publish_model(&tenant.tenant, &request.source, format, &model, key)
-                .await
+            let view = self
+                .core
+                .publish_model(
+                    &principal,
+                    method,
+                    &tenant.tenant,
+                    ModelSource {
+                        text: &request.source,
+                        format,
+                        compiled: &model,
+                    },
+                    &request.request_id,
+                )
+                .await?;
+            Ok(convert::model(&view, true))
         })
         .await
     }
@@ -87,9 +106,12 @@ impl ModelService for ModelApi {
         &self,
         request: Request<proto::ValidateModelRequest>,
     ) -> Result<Response<proto::ValidateModelResponse>, Status> {
-        observe("ValidateModel", async {
+        let method = method!("ValidateModel");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
-            TenantName::parse("parent", &request.parent)?;
+            let tenant = TenantName::parse("parent", &request.parent)?;
+            self.core.check_models(&principal, method, &tenant.tenant)?;
             require_source(&request.source)?;
             format(&request.source, request.format)?;
             Ok(match Model::from_text(&request.source) {
@@ -118,10 +140,12 @@ impl ModelService for ModelApi {
     }
 
     async fn get_model(&self, request: Request<proto::GetModelRequest>) -> Result<Response<proto::Model>, Status> {
-        observe("GetModel", async {
+        let method = method!("GetModel");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let name = ModelName::parse("name", &request.get_ref().name, true)?;
-            let (stored, model) = self.core.stored_model(&name.tenant, &name.key, name.version).await?;
-            Ok(convert::model(&stored, &model, true))
+            let view = self.core.get_model(&principal, method, &name).await?;
+            Ok(convert::model(&view, true))
         })
         .await
     }
@@ -130,28 +154,23 @@ impl ModelService for ModelApi {
         &self,
         request: Request<proto::ListModelsRequest>,
     ) -> Result<Response<proto::ListModelsResponse>, Status> {
-        observe("ListModels", async {
+        let method = method!("ListModels");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let tenant = TenantName::parse("parent", &request.parent)?;
             let limit = page_size(request.page_size)?;
             let after: Option<String> = decode_page_token("models", &tenant.tenant, &request.page_token)?;
-            let stored = self
+            let (views, more) = self
                 .core
-                .store()
-                .list_models(&tenant.tenant, after.as_deref(), limit + 1)
+                .list_models(&principal, method, &tenant.tenant, after.as_deref(), limit)
                 .await?;
-            let (stored, more) = split_page(stored, limit);
-            let next_page_token = match stored.last() {
-                Some(last) if more => encode_page_token("models", &tenant.tenant, &last.key),
+            let next_page_token = match views.last() {
+                Some(last) if more => encode_page_token("models", &tenant.tenant, &last.stored.key),
                 _ => String::new(),
             };
-            let mut models = Vec::with_capacity(stored.len());
-            for stored in stored {
-                let (stored, model) = self.core.compile(stored)?;
-                models.push(convert::model(&stored, &model, false));
-            }
             Ok(proto::ListModelsResponse {
-                models,
+                models: views.iter().map(|view| convert::model(view, false)).collect(),
                 next_page_token,
             })
         })
@@ -162,35 +181,24 @@ impl ModelService for ModelApi {
         &self,
         request: Request<proto::ListModelVersionsRequest>,
     ) -> Result<Response<proto::ListModelVersionsResponse>, Status> {
-        observe("ListModelVersions", async {
+        let method = method!("ListModelVersions");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let request = request.into_inner();
             let name = ModelName::parse("name", &request.name, false)?;
             let limit = page_size(request.page_size)?;
             let filter = name.to_string();
             let before: Option<u32> = decode_page_token("model-versions", &filter, &request.page_token)?;
-            let stored = self
+            let (views, more) = self
                 .core
-                .store()
-                .list_model_versions(&name.tenant, &name.key, before, limit + 1)
+                .list_model_versions(&principal, method, &name, before, limit)
                 .await?;
-            if stored.is_empty() && before.is_none() {
-                return Err(ApiError::NotFound {
-                    resource: "model",
-                    name: filter,
-                });
-            }
-            let (stored, more) = split_page(stored, limit);
-            let next_page_token = match stored.last() {
-                Some(last) if more => encode_page_token("model-versions", &filter, &last.version),
+            let next_page_token = match views.last() {
+                Some(last) if more => encode_page_token("model-versions", &filter, &last.stored.version),
                 _ => String::new(),
             };
-            let mut models = Vec::with_capacity(stored.len());
-            for stored in stored {
-                let (stored, model) = self.core.compile(stored)?;
-                models.push(convert::model(&stored, &model, false));
-            }
             Ok(proto::ListModelVersionsResponse {
-                models,
+                models: views.iter().map(|view| convert::model(view, false)).collect(),
                 next_page_token,
             })
         })
@@ -201,11 +209,13 @@ impl ModelService for ModelApi {
         &self,
         request: Request<proto::RenderModelRequest>,
     ) -> Result<Response<proto::RenderModelResponse>, Status> {
-        observe("RenderModel", async {
+        let method = method!("RenderModel");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
             let name = ModelName::parse("name", &request.get_ref().name, true)?;
-            let (_, model) = self.core.stored_model(&name.tenant, &name.key, name.version).await?;
+            let view = self.core.get_model(&principal, method, &name).await?;
             Ok(proto::RenderModelResponse {
-                mermaid: coachflow_model::render_mermaid(model.document()),
+                mermaid: coachflow_model::render_mermaid(view.model.document()),
             })
         })
         .await

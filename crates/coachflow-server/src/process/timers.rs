@@ -10,16 +10,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coachflow_engine::{Action, Actor};
+use coachflow_engine::Action;
 use coachflow_store::DueTimer;
 use futures_util::StreamExt as _;
 use tokio::sync::watch;
 
-use crate::core::{Core, Mutation};
-use crate::error::ApiError;
+use crate::application::authorization::{Access, Scope};
+use crate::application::{AppError, Core, EngagementName, Method, Mutation, Principal};
 use crate::metrics as names;
-use crate::names::EngagementName;
 use crate::trace::{self, TraceContext};
+
+/// The runner's own command: not a method of the API.
+const FIRE_TIMER: Method = Method {
+    name: "coachflow.internal/FireTimer",
+    access: Access::Scope(Scope::EngagementsWrite),
+};
 
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
@@ -88,14 +93,15 @@ async fn fire(core: &Core, owner: &str, timer: DueTimer) {
     let engagement = EngagementName::new(&timer.tenant, &timer.engagement);
     let mutation = Mutation {
         engagement,
-        actor: Actor::System,
+        method: FIRE_TIMER,
         action: Action::FireTimer {
             timer: timer.timer_id.clone(),
         },
         expected_sequence: None,
-        request: None,
+        request_id: String::new(),
     };
-    let result = trace::in_context(TraceContext::root(), "timer", core.execute(mutation)).await;
+    let service = Principal::service();
+    let result = trace::in_context(TraceContext::root(), "timer", core.execute(&service, mutation)).await;
     let lag = (core.now() - timer.fires_at).to_std().unwrap_or(Duration::ZERO);
     match result {
         // Fired: the commit removed the timer row. No events: the timer was already gone
@@ -104,7 +110,7 @@ async fn fire(core: &Core, owner: &str, timer: DueTimer) {
             metrics::counter!(names::TIMERS_FIRED, "outcome" => "fired").increment(1);
             metrics::histogram!(names::TIMER_LAG).record(lag.as_secs_f64());
         }
-        Ok(_) | Err(ApiError::NotFound { .. }) => {
+        Ok(_) | Err(AppError::NotFound { .. }) => {
             metrics::counter!(names::TIMERS_FIRED, "outcome" => "gone").increment(1);
             if let Err(error) = core.store().delete_timer(&timer).await {
                 tracing::warn!(error = %error, "cannot delete a stale timer");

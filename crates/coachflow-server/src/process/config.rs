@@ -25,6 +25,7 @@ const NOT_SETTINGS: &[&str] = &[
     "TENANT",
     "ACTOR",
     "BIN",
+    "TOKEN",
     "SKIP_SERVICES",
     "SKIP_ASYNCAPI",
 ];
@@ -42,6 +43,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub broker: BrokerConfig,
     pub events: EventsConfig,
+    pub auth: AuthConfig,
+    pub server: ServerConfig,
     /// This replica's name in timer claims and logs; default `<hostname>-<pid>`.
     pub instance_id: String,
     /// Testing aid: read the time from this file (an RFC 3339 timestamp) instead of the
@@ -169,6 +172,95 @@ pub struct EventsConfig {
     /// Who receives the public events, comma-separated: `integration` and/or roles such as
     /// `hr`. A typed task output is published only if its `visibility` names one of them.
     pub audience: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The issuer a token must name (`iss`). With `audience` and `jwks`; all three empty:
+    /// local mode (loopback only).
+    pub issuer: String,
+    /// The audience a token must name (`aud`).
+    pub audience: String,
+    /// The issuer's keys: `https://...` (fetched, cached, fetched again for an unknown key
+    /// id) or `file:///path/jwks.json` (read again when it changes).
+    pub jwks: String,
+    /// A PEM file of CA certificates to trust for an `https://` JWKS instead of the
+    /// platform's roots; empty: the platform's.
+    pub jwks_ca: String,
+    /// How long keys fetched over HTTPS are kept before they are fetched again.
+    pub jwks_cache: String,
+    /// The claim that names the token's tenant.
+    pub tenant_claim: String,
+    /// Clock skew allowed when checking `exp` and `nbf`.
+    pub leeway: String,
+    /// Local mode: the key `coachflow token` signs local tokens with; empty: beside the
+    /// SQLite database file (`<file>.token-key`), or `coachflow.token-key`.
+    pub local_key: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            issuer: String::new(),
+            audience: String::new(),
+            jwks: String::new(),
+            jwks_ca: String::new(),
+            jwks_cache: "5m".to_owned(),
+            tenant_claim: "tenant".to_owned(),
+            leeway: "60s".to_owned(),
+            local_key: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub tls: TlsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the gRPC port; with `key`, the port speaks TLS only.
+    pub cert: String,
+    /// PEM private key of `cert`.
+    pub key: String,
+    /// PEM CA certificates client certificates must chain to: mutual TLS, every client
+    /// presents a certificate.
+    pub client_ca: String,
+}
+
+/// How callers are authenticated, after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthSettings {
+    /// Loopback only; local tokens are signed with the key in this file.
+    Local { key_file: std::path::PathBuf },
+    Issuer {
+        issuer: String,
+        audience: String,
+        jwks: JwksLocation,
+        jwks_ca: Option<std::path::PathBuf>,
+        jwks_cache: Duration,
+        tenant_claim: String,
+        leeway: Duration,
+    },
+}
+
+/// Where the issuer's keys are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksLocation {
+    File(std::path::PathBuf),
+    Https(String),
+}
+
+/// TLS of the gRPC port, after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for BrokerConfig {
@@ -304,6 +396,8 @@ pub struct Settings {
     /// The event relay, when a broker URL is set.
     pub relay: Option<RelaySettings>,
     pub audience: Audience,
+    pub auth: AuthSettings,
+    pub tls: Option<TlsSettings>,
 }
 
 impl Config {
@@ -402,6 +496,17 @@ impl Config {
         }
         let relay = self.relay_settings()?;
         let audience = audience(&self.events.audience)?;
+        let auth = self.auth_settings()?;
+        if matches!(auth, AuthSettings::Local { .. }) && !grpc_listen.ip().is_loopback() {
+            return Err(ConfigError::new(
+                "grpc.listen",
+                format!(
+                    "{grpc_listen} is not a loopback address: without auth.issuer, auth.audience and auth.jwks the \
+                     server runs in local mode, which serves loopback only; configure the issuer to serve the network"
+                ),
+            ));
+        }
+        let tls = self.tls_settings()?;
         Ok(Settings {
             config: self,
             grpc_listen,
@@ -412,7 +517,75 @@ impl Config {
             shutdown_grace,
             relay,
             audience,
+            auth,
+            tls,
         })
+    }
+
+    fn auth_settings(&self) -> Result<AuthSettings, ConfigError> {
+        let auth = &self.auth;
+        let given = [
+            ("auth.issuer", &auth.issuer),
+            ("auth.audience", &auth.audience),
+            ("auth.jwks", &auth.jwks),
+        ];
+        if given.iter().all(|(_, value)| value.is_empty()) {
+            let key_file = if auth.local_key.is_empty() {
+                local_key_beside(&self.database.url)
+            } else {
+                std::path::PathBuf::from(&auth.local_key)
+            };
+            return Ok(AuthSettings::Local { key_file });
+        }
+        if let Some((setting, _)) = given.iter().find(|(_, value)| value.is_empty()) {
+            return Err(ConfigError::new(
+                *setting,
+                "is required with the other auth settings (auth.issuer, auth.audience and auth.jwks go together)",
+            ));
+        }
+        let jwks = if let Some(path) = auth.jwks.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err(ConfigError::new("auth.jwks", "file:// names no file"));
+            }
+            JwksLocation::File(std::path::PathBuf::from(path))
+        } else if auth.jwks.starts_with("https://") {
+            JwksLocation::Https(auth.jwks.clone())
+        } else {
+            return Err(ConfigError::new(
+                "auth.jwks",
+                format!("'{}' is neither an https:// URL nor a file:// path", auth.jwks),
+            ));
+        };
+        if auth.tenant_claim.is_empty() {
+            return Err(ConfigError::new("auth.tenant_claim", "must name a claim"));
+        }
+        Ok(AuthSettings::Issuer {
+            issuer: auth.issuer.clone(),
+            audience: auth.audience.clone(),
+            jwks,
+            jwks_ca: (!auth.jwks_ca.is_empty()).then(|| std::path::PathBuf::from(&auth.jwks_ca)),
+            jwks_cache: parse_duration("auth.jwks_cache", &auth.jwks_cache)?,
+            tenant_claim: auth.tenant_claim.clone(),
+            leeway: parse_duration("auth.leeway", &auth.leeway)?,
+        })
+    }
+
+    fn tls_settings(&self) -> Result<Option<TlsSettings>, ConfigError> {
+        let tls = &self.server.tls;
+        match (tls.cert.is_empty(), tls.key.is_empty()) {
+            (true, true) if tls.client_ca.is_empty() => Ok(None),
+            (true, true) => Err(ConfigError::new(
+                "server.tls.client_ca",
+                "mutual TLS needs the server's own server.tls.cert and server.tls.key",
+            )),
+            (false, true) => Err(ConfigError::new("server.tls.key", "is required with server.tls.cert")),
+            (true, false) => Err(ConfigError::new("server.tls.cert", "is required with server.tls.key")),
+            (false, false) => Ok(Some(TlsSettings {
+                cert: std::path::PathBuf::from(&tls.cert),
+                key: std::path::PathBuf::from(&tls.key),
+                client_ca: (!tls.client_ca.is_empty()).then(|| std::path::PathBuf::from(&tls.client_ca)),
+            })),
+        }
     }
 
     fn relay_settings(&self) -> Result<Option<RelaySettings>, ConfigError> {
@@ -466,6 +639,19 @@ impl Config {
             reconnect_min,
             reconnect_max,
         }))
+    }
+}
+
+/// Local mode's key file: beside a SQLite database file, else in the working directory.
+pub fn local_key_beside(database_url: &str) -> std::path::PathBuf {
+    let file = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .map(|rest| rest.split_once('?').map_or(rest, |(path, _)| path))
+        .filter(|path| !path.is_empty() && !path.contains(":memory:") && !database_url.contains("mode=memory"));
+    match file {
+        Some(path) => std::path::PathBuf::from(format!("{path}.token-key")),
+        None => std::path::PathBuf::from("coachflow.token-key"),
     }
 }
 
@@ -751,6 +937,63 @@ mod tests {
         assert_eq!(
             check(&[("events.audience", "HR team")]),
             "events.audience: 'HR team' is not a role key or 'integration'"
+        );
+    }
+
+    #[test]
+    fn auth_is_all_or_nothing_and_local_mode_is_loopback_only() {
+        let check = |pairs: &[(&str, &str)]| {
+            let overrides = pairs
+                .iter()
+                .map(|(path, value)| ((*path).to_owned(), (*value).to_owned()))
+                .collect();
+            Config::load(None, env(&[]), &overrides).unwrap().validate()
+        };
+        let settings = check(&[]).unwrap();
+        assert_eq!(
+            settings.auth,
+            AuthSettings::Local {
+                key_file: "coachflow.db.token-key".into()
+            }
+        );
+        let error = check(&[("grpc.listen", "0.0.0.0:50051")]).unwrap_err();
+        assert_eq!(error.setting, "grpc.listen");
+        assert!(error.message.contains("local mode"), "{error}");
+        let error = check(&[("auth.issuer", "https://idp.example")]).unwrap_err();
+        assert_eq!(error.setting, "auth.audience");
+        let error = check(&[
+            ("auth.issuer", "https://idp.example"),
+            ("auth.audience", "coachflow"),
+            ("auth.jwks", "http://idp.example/jwks"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.setting, "auth.jwks");
+        let settings = check(&[
+            ("auth.issuer", "https://idp.example"),
+            ("auth.audience", "coachflow"),
+            ("auth.jwks", "file:///etc/coachflow/jwks.json"),
+            ("grpc.listen", "0.0.0.0:50051"),
+        ])
+        .unwrap();
+        assert!(matches!(
+            settings.auth,
+            AuthSettings::Issuer { jwks: JwksLocation::File(ref path), .. } if path == std::path::Path::new("/etc/coachflow/jwks.json")
+        ));
+        assert_eq!(
+            check(&[("server.tls.cert", "cert.pem")]).unwrap_err().setting,
+            "server.tls.key"
+        );
+        assert_eq!(
+            check(&[("server.tls.client_ca", "ca.pem")]).unwrap_err().setting,
+            "server.tls.client_ca"
+        );
+        assert_eq!(
+            local_key_beside("sqlite:///var/lib/cf/coachflow.db?mode=rwc"),
+            std::path::PathBuf::from("/var/lib/cf/coachflow.db.token-key")
+        );
+        assert_eq!(
+            local_key_beside("postgres://h/db"),
+            std::path::PathBuf::from("coachflow.token-key")
         );
     }
 

@@ -3,10 +3,10 @@
 
 use std::fmt;
 
-use crate::error::ApiError;
+use super::error::AppError;
 
 /// `[a-z0-9][a-z0-9-]{0,62}`: tenant and engagement ids.
-fn is_valid_id(id: &str) -> bool {
+pub fn is_valid_id(id: &str) -> bool {
     let bytes = id.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
@@ -28,9 +28,9 @@ fn is_valid_task_id(id: &str) -> bool {
 
 const ID_RULE: &str = "1 to 63 characters: lower-case letters, digits and '-', starting with a letter or digit";
 
-fn segments<'a>(field: &str, name: &'a str, shape: &str) -> Result<Vec<&'a str>, ApiError> {
+fn segments<'a>(field: &str, name: &'a str, shape: &str) -> Result<Vec<&'a str>, AppError> {
     if name.is_empty() {
-        return Err(ApiError::invalid(
+        return Err(AppError::invalid(
             field,
             format!("is required: a resource name of the form '{shape}'"),
         ));
@@ -38,11 +38,11 @@ fn segments<'a>(field: &str, name: &'a str, shape: &str) -> Result<Vec<&'a str>,
     Ok(name.split('/').collect())
 }
 
-fn tenant_id(field: &str, id: &str, shape: &str) -> Result<String, ApiError> {
+fn tenant_id(field: &str, id: &str, shape: &str) -> Result<String, AppError> {
     if is_valid_id(id) {
         Ok(id.to_owned())
     } else {
-        Err(ApiError::invalid(
+        Err(AppError::invalid(
             field,
             format!("'{id}' is not a valid tenant id ({ID_RULE}); expected '{shape}'"),
         ))
@@ -58,12 +58,12 @@ pub struct TenantName {
 impl TenantName {
     const SHAPE: &str = "tenants/{tenant}";
 
-    pub fn parse(field: &str, name: &str) -> Result<TenantName, ApiError> {
+    pub fn parse(field: &str, name: &str) -> Result<TenantName, AppError> {
         match segments(field, name, Self::SHAPE)?.as_slice() {
             ["tenants", tenant] => Ok(TenantName {
                 tenant: tenant_id(field, tenant, Self::SHAPE)?,
             }),
-            _ => Err(ApiError::invalid(
+            _ => Err(AppError::invalid(
                 field,
                 format!("'{name}' is not of the form '{}'", Self::SHAPE),
             )),
@@ -97,7 +97,7 @@ impl ModelName {
     }
 
     /// Parses a name, with `@{version}` allowed when `versioned`.
-    pub fn parse(field: &str, name: &str, versioned: bool) -> Result<ModelName, ApiError> {
+    pub fn parse(field: &str, name: &str, versioned: bool) -> Result<ModelName, AppError> {
         let shape = if versioned {
             "tenants/{tenant}/models/{model}[@{version}]"
         } else {
@@ -113,7 +113,7 @@ impl ModelName {
                             .ok()
                             .filter(|version| *version > 0)
                             .ok_or_else(|| {
-                                ApiError::invalid(
+                                AppError::invalid(
                                     field,
                                     format!("'{version}' is not a model version (a number from 1)"),
                                 )
@@ -128,7 +128,7 @@ impl ModelName {
                     version,
                 })
             }
-            _ => Err(ApiError::invalid(
+            _ => Err(AppError::invalid(
                 field,
                 format!("'{name}' is not of the form '{shape}'"),
             )),
@@ -136,18 +136,18 @@ impl ModelName {
     }
 
     /// A model reference within `tenant`: a full name or the bare key.
-    pub fn parse_reference(field: &str, reference: &str, tenant: &str) -> Result<ModelName, ApiError> {
+    pub fn parse_reference(field: &str, reference: &str, tenant: &str) -> Result<ModelName, AppError> {
         if reference.contains('/') {
             let name = ModelName::parse(field, reference, false)?;
             if name.tenant != tenant {
-                return Err(ApiError::invalid(
+                return Err(AppError::invalid(
                     field,
                     format!("model '{reference}' belongs to another tenant than 'tenants/{tenant}'"),
                 ));
             }
             Ok(name)
         } else if reference.is_empty() {
-            Err(ApiError::invalid(
+            Err(AppError::invalid(
                 field,
                 "is required: a model key or 'tenants/{tenant}/models/{model}'".to_owned(),
             ))
@@ -156,11 +156,11 @@ impl ModelName {
         }
     }
 
-    fn key(field: &str, key: &str) -> Result<String, ApiError> {
+    fn key(field: &str, key: &str) -> Result<String, AppError> {
         if is_valid_model_key(key) {
             Ok(key.to_owned())
         } else {
-            Err(ApiError::invalid(
+            Err(AppError::invalid(
                 field,
                 format!(
                     "'{key}' is not a valid model key (1 to 63 characters: lower-case letters, digits, '_' and '-', starting with a letter)"
@@ -197,13 +197,13 @@ impl EngagementName {
         }
     }
 
-    pub fn parse(field: &str, name: &str) -> Result<EngagementName, ApiError> {
+    pub fn parse(field: &str, name: &str) -> Result<EngagementName, AppError> {
         match segments(field, name, Self::SHAPE)?.as_slice() {
             ["tenants", tenant, "engagements", id] => Ok(EngagementName {
                 tenant: tenant_id(field, tenant, Self::SHAPE)?,
                 id: Self::id(field, id)?,
             }),
-            _ => Err(ApiError::invalid(
+            _ => Err(AppError::invalid(
                 field,
                 format!("'{name}' is not of the form '{}'", Self::SHAPE),
             )),
@@ -211,11 +211,11 @@ impl EngagementName {
     }
 
     /// Checks a caller-chosen engagement id.
-    pub fn id(field: &str, id: &str) -> Result<String, ApiError> {
+    pub fn id(field: &str, id: &str) -> Result<String, AppError> {
         if is_valid_id(id) {
             Ok(id.to_owned())
         } else {
-            Err(ApiError::invalid(
+            Err(AppError::invalid(
                 field,
                 format!("'{id}' is not a valid engagement id ({ID_RULE})"),
             ))
@@ -239,11 +239,11 @@ pub struct TaskName {
 impl TaskName {
     const SHAPE: &str = "tenants/{tenant}/engagements/{engagement}/tasks/{task}";
 
-    pub fn parse(field: &str, name: &str) -> Result<TaskName, ApiError> {
+    pub fn parse(field: &str, name: &str) -> Result<TaskName, AppError> {
         match segments(field, name, Self::SHAPE)?.as_slice() {
             ["tenants", tenant, "engagements", id, "tasks", task] => {
                 if !is_valid_task_id(task) {
-                    return Err(ApiError::invalid(field, format!("'{task}' is not a valid task id")));
+                    return Err(AppError::invalid(field, format!("'{task}' is not a valid task id")));
                 }
                 Ok(TaskName {
                     engagement: EngagementName {
@@ -253,7 +253,7 @@ impl TaskName {
                     task: (*task).to_owned(),
                 })
             }
-            _ => Err(ApiError::invalid(
+            _ => Err(AppError::invalid(
                 field,
                 format!("'{name}' is not of the form '{}'", Self::SHAPE),
             )),

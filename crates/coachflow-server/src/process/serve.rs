@@ -10,19 +10,23 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
+use crate::application::{Core, CoreSettings};
 use crate::clock::{FileClock, SharedClock, SystemClock};
-use crate::config::Settings;
-use crate::core::{Core, CoreSettings};
-use crate::limits::OversizeStatus;
 use crate::metrics as names;
+use crate::process::config::{AuthSettings, JwksLocation, Settings, TlsSettings};
+use crate::process::timers::{self, RunnerSettings};
 use crate::proto::engagement_service_server::EngagementServiceServer;
 use crate::proto::event_service_server::EventServiceServer;
 use crate::proto::model_service_server::ModelServiceServer;
-use crate::services::engagements::EngagementApi;
-use crate::services::events::EventApi;
-use crate::services::models::ModelApi;
-use crate::timers::{self, RunnerSettings};
 use crate::trace::Traced;
+use crate::transport::auth::jwt::Validation;
+use crate::transport::auth::local::{LOCAL_AUDIENCE, LOCAL_ISSUER, LocalKey};
+use crate::transport::auth::source::{FileKeys, HttpsKeys, KeySource};
+use crate::transport::auth::{Authenticated, Authenticator, Mode};
+use crate::transport::limits::OversizeStatus;
+use crate::transport::services::engagements::EngagementApi;
+use crate::transport::services::events::EventApi;
+use crate::transport::services::models::ModelApi;
 
 /// Connects to the database and brings its schema up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
@@ -38,6 +42,98 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     .with_context(|| format!("cannot open the database at {}", redact(&database.url)))?;
     store.migrate().await.context("cannot migrate the database")?;
     Ok(store)
+}
+
+/// The service's clock: the machine's, or the testing aid's file (`clock_file`).
+pub fn clock(settings: &Settings) -> SharedClock {
+    let file = &settings.config.clock_file;
+    if file.is_empty() {
+        Arc::new(SystemClock)
+    } else {
+        tracing::warn!(file = %file, "reading the time from a file (a testing aid)");
+        Arc::new(FileClock::new(file.clone().into()))
+    }
+}
+
+/// How callers are authenticated, from the settings: the issuer's keys read (so a missing
+/// or broken key set is found at start), or local mode's own key made or read.
+pub fn authenticator(settings: &Settings, clock: SharedClock) -> anyhow::Result<Authenticator> {
+    let mode = match &settings.auth {
+        AuthSettings::Local { key_file } => {
+            let key = LocalKey::load_or_create(key_file).map_err(anyhow::Error::msg)?;
+            tracing::warn!(
+                key = %key.path().display(),
+                "local mode (no auth.issuer): serving loopback only; a call without a token acts as the local \
+                 administrator, and `coachflow token` mints tokens for trying other principals"
+            );
+            Mode::Local {
+                keys: KeySource::Fixed(Arc::new(key.key_set())),
+                validation: Validation {
+                    issuer: LOCAL_ISSUER.to_owned(),
+                    audience: LOCAL_AUDIENCE.to_owned(),
+                    tenant_claim: "tenant".to_owned(),
+                    leeway: std::time::Duration::from_secs(60),
+                },
+            }
+        }
+        AuthSettings::Issuer {
+            issuer,
+            audience,
+            jwks,
+            jwks_ca,
+            jwks_cache,
+            tenant_claim,
+            leeway,
+        } => {
+            let keys = match jwks {
+                JwksLocation::File(path) => KeySource::File(
+                    FileKeys::open(path.clone()).map_err(|error| anyhow::anyhow!("auth.jwks: {error}"))?,
+                ),
+                JwksLocation::Https(url) => {
+                    let roots = jwks_ca
+                        .as_ref()
+                        .map(|path| {
+                            std::fs::read(path).with_context(|| format!("auth.jwks_ca: cannot read {}", path.display()))
+                        })
+                        .transpose()?;
+                    KeySource::Https(
+                        HttpsKeys::new(url, roots.as_deref(), *jwks_cache)
+                            .map_err(|error| anyhow::anyhow!("auth.jwks: {error}"))?,
+                    )
+                }
+            };
+            tracing::info!(issuer = %issuer, audience = %audience, "every call needs a token of the issuer");
+            Mode::Issuer {
+                keys,
+                validation: Validation {
+                    issuer: issuer.clone(),
+                    audience: audience.clone(),
+                    tenant_claim: tenant_claim.clone(),
+                    leeway: *leeway,
+                },
+            }
+        }
+    };
+    Ok(Authenticator::new(mode, clock))
+}
+
+/// The gRPC port's TLS, from PEM files.
+fn tls_config(tls: &TlsSettings) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    let read = |setting: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("{setting}: cannot read {}", path.display()))
+    };
+    let identity =
+        tonic::transport::Identity::from_pem(read("server.tls.cert", &tls.cert)?, read("server.tls.key", &tls.key)?);
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(client_ca) = &tls.client_ca {
+        config = config
+            .client_ca_root(tonic::transport::Certificate::from_pem(read(
+                "server.tls.client_ca",
+                client_ca,
+            )?))
+            .client_auth_optional(false);
+    }
+    Ok(config)
 }
 
 /// The URL without its password, for messages.
@@ -77,12 +173,8 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
     let config = &settings.config;
     let prometheus = names::install()?;
     let store = open_store(&settings).await?;
-    let clock: SharedClock = if config.clock_file.is_empty() {
-        Arc::new(SystemClock)
-    } else {
-        tracing::warn!(file = %config.clock_file, "reading the time from a file (a testing aid)");
-        Arc::new(FileClock::new(config.clock_file.clone().into()))
-    };
+    let clock = clock(&settings);
+    let authenticator = Arc::new(authenticator(&settings, Arc::clone(&clock))?);
     let core = Arc::new(Core::new(
         store.clone(),
         clock,
@@ -165,9 +257,17 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
     ready(bound);
 
     let mut stop = shutdown.clone();
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &settings.tls {
+        builder = builder
+            .tls_config(tls_config(tls)?)
+            .context("cannot set up TLS for the gRPC port")?;
+        tracing::info!(mutual = tls.client_ca.is_some(), "the gRPC port speaks TLS");
+    }
+    let server = builder
         .layer(OversizeStatus::layer())
         .layer(Traced::layer())
+        .layer(Authenticated::layer(authenticator))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(

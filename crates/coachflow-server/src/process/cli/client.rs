@@ -5,13 +5,13 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use clap::{Args, Subcommand};
-use coachflow_server::convert::{json_to_struct, rfc3339, value_to_json};
-use coachflow_server::proto::{
+use crate::proto::{
     self, engagement_service_client::EngagementServiceClient, event_service_client::EventServiceClient,
     model_service_client::ModelServiceClient,
 };
+use crate::transport::convert::{json_to_struct, rfc3339, value_to_json};
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
@@ -30,9 +30,13 @@ pub(crate) struct ClientArgs {
     /// The tenant to work in.
     #[arg(long, env = "COACHFLOW_TENANT", default_value = "default")]
     tenant: String,
-    /// Who acts: person/{id} or service/{name}.
-    #[arg(long, env = "COACHFLOW_ACTOR")]
-    actor: Option<String>,
+    /// A bearer token to call with (see `coachflow token`); without one, a server in local
+    /// mode takes the call as its local administrator.
+    #[arg(long, env = "COACHFLOW_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A PEM file of the CA that signed the server's certificate, for an https:// server.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     command: ClientCommand,
 }
@@ -136,15 +140,15 @@ enum ClientCommand {
 
 struct Client {
     tenant: String,
-    actor: Option<MetadataValue<tonic::metadata::Ascii>>,
+    authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
     channel: Channel,
 }
 
 impl Client {
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        if let Some(actor) = &self.actor {
-            request.metadata_mut().insert("coachflow-actor", actor.clone());
+        if let Some(authorization) = &self.authorization {
+            request.metadata_mut().insert("authorization", authorization.clone());
         }
         request
     }
@@ -165,20 +169,30 @@ impl Client {
 pub(crate) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let channel = Channel::from_shared(args.server.clone())
-            .with_context(|| format!("'{}' is not a server address", args.server))?
+        let mut endpoint = Channel::from_shared(args.server.clone())
+            .with_context(|| format!("'{}' is not a server address", args.server))?;
+        if let Some(ca) = &args.ca {
+            let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+            endpoint = endpoint
+                .tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+                )
+                .context("cannot set up TLS")?;
+        }
+        let channel = endpoint
             .connect()
             .await
             .with_context(|| format!("cannot reach the server at {}", args.server))?;
-        let actor = args
-            .actor
+        let authorization = args
+            .token
             .as_deref()
-            .map(str::parse)
+            .map(|token| format!("Bearer {}", token.trim()).parse())
             .transpose()
-            .context("--actor must be ASCII")?;
+            .context("--token must be ASCII")?;
         let client = Client {
             tenant: args.tenant.clone(),
-            actor,
+            authorization,
             channel,
         };
         match execute(&client, args.command).await {

@@ -3,17 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SecondsFormat, TimeZone as _, Utc};
+use chrono::{DateTime, TimeZone as _, Utc};
 use coachflow_engine::{
-    Commitment, CommitmentStatus, EngagementState, EngagementStatus, Event, Goal, GoalStatus, TaskInstance, TaskStatus,
-    gate_status,
+    Commitment, CommitmentStatus, EngagementStatus, Event, EventKind, Goal, GoalStatus, TaskInstance, TaskStatus,
+    Viewer, gate_status,
 };
 use coachflow_model::Model;
-use coachflow_store::{EngagementSummary, StoredModel, TaskRow};
+use coachflow_store::{EngagementSummary, TaskRow};
 use prost_types::value::Kind;
 
-use crate::error::ApiError;
-use crate::names::{EngagementName, ModelName, TaskName};
+use crate::application::{AppError, EngagementName, EngagementView, HistoryView, ModelName, ModelView, TaskName};
 use crate::proto;
 
 // ----- scalars ---------------------------------------------------------------------------
@@ -29,23 +28,20 @@ pub fn optional_timestamp(at: Option<DateTime<Utc>>) -> Option<prost_types::Time
     at.map(timestamp)
 }
 
-pub fn from_timestamp(field: &str, at: &prost_types::Timestamp) -> Result<DateTime<Utc>, ApiError> {
+pub fn from_timestamp(field: &str, at: &prost_types::Timestamp) -> Result<DateTime<Utc>, AppError> {
     u32::try_from(at.nanos)
         .ok()
         .and_then(|nanos| Utc.timestamp_opt(at.seconds, nanos).single())
-        .ok_or_else(|| ApiError::invalid(field, "is not a valid timestamp"))
+        .ok_or_else(|| AppError::invalid(field, "is not a valid timestamp"))
 }
 
-/// The optimistic-concurrency token of an engagement at `sequence`.
-pub fn etag(sequence: u64) -> String {
-    format!("\"{sequence}\"")
-}
+pub use crate::etag;
 
 /// The sequence an etag names.
-pub fn parse_etag(field: &str, etag: &str) -> Result<u64, ApiError> {
+pub fn parse_etag(field: &str, etag: &str) -> Result<u64, AppError> {
     etag.trim_matches('"')
         .parse::<u64>()
-        .map_err(|_| ApiError::invalid(field, format!("'{etag}' is not an etag this service issued")))
+        .map_err(|_| AppError::invalid(field, format!("'{etag}' is not an etag this service issued")))
 }
 
 /// Empty means absent: proto3 strings have no null.
@@ -118,8 +114,9 @@ pub fn value_to_json(value: &prost_types::Value) -> serde_json::Value {
 
 // ----- models ------------------------------------------------------------------------------
 
-pub fn model(stored: &StoredModel, compiled: &Model, with_source: bool) -> proto::Model {
-    let document = compiled.document();
+pub fn model(view: &ModelView, with_source: bool) -> proto::Model {
+    let ModelView { stored, model } = view;
+    let document = model.document();
     proto::Model {
         name: ModelName::new(&stored.tenant, &stored.key).to_string(),
         version: stored.version,
@@ -210,13 +207,17 @@ fn people(people: &BTreeMap<String, Vec<String>>) -> Vec<proto::RoleBinding> {
         .collect()
 }
 
-/// The whole engagement, as GetEngagement and every mutating method return it.
-pub fn engagement(
-    name: &EngagementName,
-    state: &EngagementState,
-    model: &Model,
-    created_at: DateTime<Utc>,
-) -> proto::Engagement {
+/// The whole engagement, as GetEngagement and every mutating method return it, with the
+/// content the caller may not see left out.
+pub fn engagement(view: &EngagementView) -> proto::Engagement {
+    let EngagementView {
+        name,
+        state,
+        model,
+        created_at,
+        viewer,
+    } = view;
+    let (model, created_at) = (model.as_ref(), *created_at);
     let phase = state.phase.as_ref().map(|phase| {
         let display_name = model
             .phase_index(&phase.key)
@@ -261,8 +262,8 @@ pub fn engagement(
             .filter(|task| !task.status.is_closed())
             .map(|instance| task(name, instance, Some(model)))
             .collect(),
-        goals: state.goals.values().map(goal).collect(),
-        commitments: state.commitments.values().map(commitment).collect(),
+        goals: state.goals.values().map(|one| goal(one, viewer)).collect(),
+        commitments: state.commitments.values().map(|one| commitment(one, viewer)).collect(),
         milestones: state
             .milestones
             .iter()
@@ -385,18 +386,33 @@ pub fn goal_status_from_proto(status: proto::goal::Status) -> Option<GoalStatus>
     }
 }
 
-fn goal(goal: &Goal) -> proto::Goal {
+/// Free text the viewer may see, or empty, with the field's name added to `withheld` when
+/// there was something to withhold.
+fn text(viewer: &Viewer, field: &str, value: Option<&str>, withheld: &mut Vec<String>) -> String {
+    match value {
+        Some(value) if viewer.sees_text() => value.to_owned(),
+        Some(value) if !value.is_empty() => {
+            withheld.push(field.to_owned());
+            String::new()
+        }
+        _ => String::new(),
+    }
+}
+
+fn goal(goal: &Goal, viewer: &Viewer) -> proto::Goal {
+    let mut withheld = Vec::new();
     proto::Goal {
         id: goal.id.clone(),
-        title: goal.title.clone(),
-        measure: goal.measure.clone().unwrap_or_default(),
-        target: goal.target.clone().unwrap_or_default(),
+        title: text(viewer, "title", Some(&goal.title), &mut withheld),
+        measure: text(viewer, "measure", goal.measure.as_deref(), &mut withheld),
+        target: text(viewer, "target", goal.target.as_deref(), &mut withheld),
         due_date: goal.due.map(|due| due.to_string()).unwrap_or_default(),
         progress: goal.progress,
         status: goal_status(goal.status) as i32,
         set_time: Some(timestamp(goal.set_at)),
         update_time: Some(timestamp(goal.updated_at)),
-        note: goal.note.clone().unwrap_or_default(),
+        note: text(viewer, "note", goal.note.as_deref(), &mut withheld),
+        withheld_fields: withheld,
     }
 }
 
@@ -421,23 +437,27 @@ pub fn commitment_status_from_proto(status: proto::commitment::Status) -> Option
     }
 }
 
-fn commitment(commitment: &Commitment) -> proto::Commitment {
+fn commitment(commitment: &Commitment, viewer: &Viewer) -> proto::Commitment {
+    let mut withheld = Vec::new();
     proto::Commitment {
         id: commitment.id.clone(),
-        description: commitment.description.clone(),
+        description: text(viewer, "description", Some(&commitment.description), &mut withheld),
         owner: commitment.owner.clone().unwrap_or_default(),
         follow_up_time: optional_timestamp(commitment.due),
         status: commitment_status(commitment.status) as i32,
         record_time: Some(timestamp(commitment.recorded_at)),
         followed_up_time: optional_timestamp(commitment.followed_up_at),
         follow_up_due: commitment.follow_up_due,
-        note: commitment.note.clone().unwrap_or_default(),
+        note: text(viewer, "note", commitment.note.as_deref(), &mut withheld),
+        withheld_fields: withheld,
     }
 }
 
 // ----- history -----------------------------------------------------------------------------
 
-pub fn history_event(event: &Event) -> proto::HistoryEvent {
+/// One event of a history page, with the content the caller may not see left out: the
+/// audit skeleton (who, when, what, which task) stays.
+pub fn history_event(event: &Event, view: &HistoryView) -> proto::HistoryEvent {
     let mut details = match serde_json::to_value(event) {
         Ok(serde_json::Value::Object(map)) => map,
         _ => serde_json::Map::new(),
@@ -445,12 +465,39 @@ pub fn history_event(event: &Event) -> proto::HistoryEvent {
     for envelope in ["schema_version", "sequence", "at", "actor", "type"] {
         details.remove(envelope);
     }
+    let mut withheld = Vec::new();
+    if !view.viewer.sees_text() {
+        for field in event.kind.text_fields() {
+            if details.get(*field).is_some_and(|value| !value.is_null()) {
+                details.remove(*field);
+                withheld.push((*field).to_owned());
+            }
+        }
+    }
+    if let EventKind::TaskCompleted { id, .. } = &event.kind
+        && let Some(serde_json::Value::Object(outputs)) = details.get_mut("outputs")
+    {
+        let task = view
+            .state
+            .tasks
+            .get(id)
+            .map(|task| task.task.as_str())
+            .unwrap_or_default();
+        outputs.retain(|key, _| {
+            let visible = view.viewer.sees_task_output(&view.model, task, key);
+            if !visible {
+                withheld.push(format!("outputs.{key}"));
+            }
+            visible
+        });
+    }
     proto::HistoryEvent {
         sequence: event.sequence,
         time: Some(timestamp(event.at)),
         r#type: event.kind.type_name().to_owned(),
         actor: actor(&event.actor),
         details: Some(json_to_struct(&details)),
+        withheld_fields: withheld,
     }
 }
 
@@ -458,25 +505,12 @@ pub fn actor(actor: &coachflow_engine::Actor) -> String {
     match actor {
         coachflow_engine::Actor::Person(id) => format!("person/{id}"),
         coachflow_engine::Actor::Service(name) => format!("service/{name}"),
+        coachflow_engine::Actor::Delegated { person, by } => format!("person/{person} via service/{by}"),
         coachflow_engine::Actor::System => "system".to_owned(),
     }
 }
 
-/// Lower-case hexadecimal, as checksums and fingerprints are written.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
-}
-
-/// RFC 3339 with `Z`, as public event data writes times.
-pub fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
+pub use crate::rfc3339;
 
 #[cfg(test)]
 mod tests {

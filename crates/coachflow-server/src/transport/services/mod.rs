@@ -1,5 +1,6 @@
-//! The tonic services: thin handlers that parse requests into domain values, call the core
-//! and convert back.
+//! The tonic services: thin handlers that parse requests into domain values, call the
+//! application with the verified principal, and convert its results back, showing content
+//! only as the caller may see it.
 
 pub mod engagements;
 pub mod events;
@@ -9,56 +10,57 @@ use std::future::Future;
 use std::time::Instant;
 
 use base64::Engine as _;
-use coachflow_engine::{Actor, is_valid_person_id};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tonic::{Request, Response, Status};
 
-use crate::error::ApiError;
+use crate::application::{AppError, Method, Principal};
 use crate::metrics as names;
+use crate::transport::status;
 
-/// Request metadata naming who acts: `person/{id}` or `service/{name}`.
-pub const ACTOR_METADATA: &str = "coachflow-actor";
-
-/// The actor of a request, from its metadata; the service `api` without it.
-pub fn actor<T>(request: &Request<T>) -> Result<Actor, ApiError> {
-    let Some(value) = request.metadata().get(ACTOR_METADATA) else {
-        return Ok(Actor::Service("api".to_owned()));
-    };
-    let field = format!("metadata[{ACTOR_METADATA}]");
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::invalid(&field, "is not ASCII text"))?;
-    match text.split_once('/') {
-        Some(("person", id)) if is_valid_person_id(id) => Ok(Actor::Person(id.to_owned())),
-        Some(("service", name)) if is_valid_person_id(name) => Ok(Actor::Service(name.to_owned())),
-        _ => Err(ApiError::invalid(
-            field,
-            format!("'{text}' is neither 'person/{{id}}' nor 'service/{{name}}'"),
-        )),
-    }
+/// The verified principal the authentication layer attached to the request.
+pub fn principal<T>(request: &Request<T>) -> Result<Principal, AppError> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| AppError::Internal("the request reached a handler without a principal".to_owned()))
 }
 
-/// Runs a handler, recording its count by status code and its latency.
+/// Runs a handler for `method`, recording its count by status code and its latency, and
+/// logging refusals of authorization with who was refused and why.
 pub async fn observe<T>(
-    method: &'static str,
-    handler: impl Future<Output = Result<T, ApiError>>,
+    method: Method,
+    principal: &Principal,
+    handler: impl Future<Output = Result<T, AppError>>,
 ) -> Result<Response<T>, Status> {
     let started = Instant::now();
     let result = handler.await;
     let code = match &result {
         Ok(_) => tonic::Code::Ok,
-        Err(error) => error.code(),
+        Err(error) => status::code(error),
     };
-    metrics::histogram!(names::GRPC_REQUEST_DURATION, "method" => method).record(started.elapsed().as_secs_f64());
-    metrics::counter!(names::GRPC_REQUESTS, "method" => method, "code" => code_name(code)).increment(1);
+    let short = method.short_name();
+    metrics::histogram!(names::GRPC_REQUEST_DURATION, "method" => short).record(started.elapsed().as_secs_f64());
+    metrics::counter!(names::GRPC_REQUESTS, "method" => short, "code" => code_name(code)).increment(1);
     match result {
         Ok(response) => Ok(Response::new(response)),
         Err(error) => {
-            if matches!(error, ApiError::Internal(_) | ApiError::Unavailable(_)) {
-                tracing::error!(method, error = %error, "request failed");
-            } else {
-                tracing::debug!(method, error = %error, "request refused");
+            match &error {
+                AppError::Internal(_) | AppError::Unavailable(_) => {
+                    tracing::error!(method = short, error = %error, "request failed");
+                }
+                AppError::PermissionDenied(denial) => {
+                    metrics::counter!(names::AUTH_DENIALS, "method" => short, "reason" => denial.reason.as_str())
+                        .increment(1);
+                    tracing::warn!(
+                        method = short,
+                        principal = %principal,
+                        reason = denial.reason.as_str(),
+                        "permission denied"
+                    );
+                }
+                _ => tracing::debug!(method = short, error = %error, "request refused"),
             }
             Err(error.into())
         }
@@ -71,6 +73,8 @@ fn code_name(code: tonic::Code) -> &'static str {
         tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
         tonic::Code::NotFound => "NOT_FOUND",
         tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
         tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
         tonic::Code::Aborted => "ABORTED",
         tonic::Code::Unavailable => "UNAVAILABLE",
@@ -83,11 +87,11 @@ pub const DEFAULT_PAGE_SIZE: u64 = 50;
 pub const MAX_PAGE_SIZE: u64 = 1000;
 
 /// `page_size`: 0 means the default; more than the maximum is capped.
-pub fn page_size(page_size: i32) -> Result<u64, ApiError> {
+pub fn page_size(page_size: i32) -> Result<u64, AppError> {
     match u64::try_from(page_size) {
         Ok(0) => Ok(DEFAULT_PAGE_SIZE),
         Ok(size) => Ok(size.min(MAX_PAGE_SIZE)),
-        Err(_) => Err(ApiError::invalid("page_size", "must not be negative")),
+        Err(_) => Err(AppError::invalid("page_size", "must not be negative")),
     }
 }
 
@@ -115,17 +119,17 @@ pub fn decode_page_token<C: for<'de> Deserialize<'de>>(
     list: &str,
     filter: &str,
     token: &str,
-) -> Result<Option<C>, ApiError> {
+) -> Result<Option<C>, AppError> {
     if token.is_empty() {
         return Ok(None);
     }
-    let invalid = || ApiError::invalid("page_token", "is not a page token this list issued");
+    let invalid = || AppError::invalid("page_token", "is not a page token this list issued");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| invalid())?;
     let token: PageToken<C> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     if token.f != fingerprint(list, filter) {
-        return Err(ApiError::invalid(
+        return Err(AppError::invalid(
             "page_token",
             "was issued for a different request; keep every other field the same when paging",
         ));
@@ -134,14 +138,7 @@ pub fn decode_page_token<C: for<'de> Deserialize<'de>>(
 }
 
 fn fingerprint(list: &str, filter: &str) -> String {
-    crate::convert::hex(&Sha256::digest(format!("{list}\n{filter}").as_bytes())[..8])
-}
-
-/// The last item of a page of `limit` items fetched as `limit + 1`: the next page's cursor.
-pub fn split_page<T>(mut items: Vec<T>, limit: u64) -> (Vec<T>, bool) {
-    let more = items.len() as u64 > limit;
-    items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    (items, more)
+    crate::hex(&Sha256::digest(format!("{list}\n{filter}").as_bytes())[..8])
 }
 
 #[cfg(test)]
