@@ -68,11 +68,8 @@ async fn start(store: &Store, model: &Model, id: &str) -> usize {
     };
     let decision = decide(model, &EngagementState::default(), &command, now).unwrap();
     let name = format!("tenants/acme/engagements/{id}");
-    let reference = EngagementRef {
-        tenant: "acme",
-        name: &name,
-    };
-    let outbox = outbox_rows(reference, model, &Audience::default(), &decision, None);
+    let reference = EngagementRef { name: &name };
+    let outbox = outbox_rows("acme", reference, model, &Audience::default(), &decision, None);
     store
         .commit(Commit {
             tenant: "acme",

@@ -10,6 +10,7 @@ pub mod client;
 pub mod contract;
 pub mod drive;
 pub mod history;
+pub mod https;
 pub mod identity;
 pub mod proxy;
 pub mod server;

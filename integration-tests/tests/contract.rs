@@ -7,13 +7,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
+use coachflow_broker::cloudevents::{CloudEvent, ContentMode, message};
 use coachflow_engine::{
-    Action, Actor, Audience, Command, EngagementRef, EngagementState, GoalStatus, PUBLIC_EVENTS, PublicEvent,
-    SPEC_VERSION, decide, event_source, public_event, timestamp,
+    Action, Actor, Audience, Command, EngagementRef, EngagementState, GoalStatus, PUBLIC_EVENTS, decide,
 };
+use coachflow_integration_tests::amqp::field_table_to_json;
 use coachflow_integration_tests::contract::{BINARY_CONTENT_TYPE, Contract};
 use coachflow_model::Model;
-use serde_json::{Map, Value, json};
+use coachflow_server::application::outbox_rows;
+use coachflow_store::OutboxRow;
+use serde_json::{Value, json};
 
 const TENANT: &str = "acme";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -89,7 +92,7 @@ struct Engagement {
     name: String,
     state: EngagementState,
     now: DateTime<Utc>,
-    published: Vec<PublicEvent>,
+    published: Vec<Published>,
 }
 
 impl Engagement {
@@ -123,15 +126,26 @@ impl Engagement {
         let name = action.name();
         let decision = decide(&self.model, &self.state, &Command { actor, action }, self.now)
             .unwrap_or_else(|error| panic!("{name}: {error:?}"));
-        let engagement = EngagementRef {
-            tenant: TENANT,
-            name: &self.name,
-        };
-        self.published.extend(
-            decision.events.iter().filter_map(|event| {
-                public_event(engagement, &self.model, &Audience::default(), &decision.state, event)
-            }),
-        );
+        let engagement = EngagementRef { name: &self.name };
+        let rows = outbox_rows(TENANT, engagement, &self.model, &Audience::default(), &decision, None);
+        let id = self.name.rsplit('/').next().unwrap_or_default().to_owned();
+        self.published.extend(rows.into_iter().map(|row| Published {
+            data: serde_json::from_str(&row.data).unwrap(),
+            row: OutboxRow {
+                position: 0,
+                tenant: TENANT.to_owned(),
+                engagement: id.clone(),
+                event_id: row.event_id,
+                sequence: row.sequence,
+                event_type: row.event_type,
+                routing_key: row.routing_key,
+                subject: row.subject,
+                time: row.time,
+                data: row.data,
+                traceparent: row.traceparent,
+                created_at: self.now,
+            },
+        }));
         self.state = decision.state;
     }
 
@@ -165,7 +179,35 @@ impl Engagement {
 }
 
 /// Public events of every type, from two engagements run to their ends.
-fn events_of_every_type() -> Vec<PublicEvent> {
+/// A public event as the outbox holds it (written by the server's own mapping), and its data.
+#[derive(Debug, Clone)]
+struct Published {
+    row: OutboxRow,
+    data: Value,
+}
+
+impl Published {
+    fn event_type(&self) -> &str {
+        &self.row.event_type
+    }
+
+    fn id(&self) -> &str {
+        &self.row.event_id
+    }
+
+    fn subject(&self) -> &str {
+        &self.row.subject
+    }
+
+    fn traced(&self, traceparent: Option<&str>) -> OutboxRow {
+        OutboxRow {
+            traceparent: traceparent.map(str::to_owned),
+            ..self.row.clone()
+        }
+    }
+}
+
+fn events_of_every_type() -> Vec<Published> {
     // Starts at a time with milliseconds, so times with fractions are checked too.
     let mut engagement = Engagement::start("eng-1", "2026-03-02T08:00:00.250Z");
     // The intake form's reminder, due time and escalation pass; meanwhile the engagement
@@ -222,51 +264,21 @@ fn events_of_every_type() -> Vec<PublicEvent> {
     events
 }
 
-fn tenant_of(event: &PublicEvent) -> &str {
-    event.routing_key.split('.').next().unwrap()
+/// The AMQP headers of `event` in binary mode, as the relay's envelope makes them.
+fn binary_headers(event: &Published, traceparent: Option<&str>) -> Value {
+    let message = message(&event.traced(traceparent), ContentMode::Binary).unwrap();
+    field_table_to_json(message.properties.headers().as_ref().unwrap())
 }
 
-/// The AMQP headers of `event` in binary mode, as the relay sends them.
-fn binary_headers(event: &PublicEvent, traceparent: Option<&str>) -> Value {
-    let mut headers = Map::new();
-    for (name, value) in [
-        ("id", event.id.clone()),
-        ("source", event_source(tenant_of(event))),
-        ("specversion", SPEC_VERSION.to_owned()),
-        ("type", event.event_type.clone()),
-        ("subject", event.subject.clone()),
-        ("time", timestamp(event.time)),
-    ]
-    .into_iter()
-    .chain(traceparent.map(|traceparent| ("traceparent", traceparent.to_owned())))
-    {
-        headers.insert(format!("cloudEvents_{name}"), Value::from(value));
-    }
-    Value::Object(headers)
+/// The body of `event` in structured mode, as the relay's envelope makes it.
+fn structured_body(event: &Published, traceparent: Option<&str>) -> Value {
+    CloudEvent::of(&event.traced(traceparent)).structured().unwrap()
 }
 
-/// The body of `event` in structured mode, as the relay sends it.
-fn structured_body(event: &PublicEvent, traceparent: Option<&str>) -> Value {
-    let mut body = json!({
-        "specversion": SPEC_VERSION,
-        "id": event.id,
-        "source": event_source(tenant_of(event)),
-        "type": event.event_type,
-        "subject": event.subject,
-        "time": timestamp(event.time),
-        "datacontenttype": "application/json",
-        "data": event.data,
-    });
-    if let Some(traceparent) = traceparent {
-        body["traceparent"] = Value::from(traceparent);
-    }
-    body
-}
-
-fn event_of_type<'a>(events: &'a [PublicEvent], event_type: &str) -> &'a PublicEvent {
+fn event_of_type<'a>(events: &'a [Published], event_type: &str) -> &'a Published {
     events
         .iter()
-        .find(|event| event.event_type == event_type)
+        .find(|event| event.event_type() == event_type)
         .unwrap_or_else(|| panic!("no {event_type} event"))
 }
 
@@ -329,7 +341,7 @@ fn the_document_examples_satisfy_their_own_messages() {
 fn real_events_of_every_type_pass_the_contract_in_both_content_modes() {
     let contract = Contract::load();
     let events = events_of_every_type();
-    let seen: BTreeSet<String> = events.iter().map(|event| event.event_type.clone()).collect();
+    let seen: BTreeSet<String> = events.iter().map(|event| event.event_type().to_owned()).collect();
     assert_eq!(
         seen,
         contract.event_types().into_iter().collect(),
@@ -341,18 +353,18 @@ fn real_events_of_every_type_pass_the_contract_in_both_content_modes() {
         let body = serde_json::to_vec(&event.data).unwrap();
         let headers = binary_headers(event, traceparent);
         if let Err(errors) = contract.validate_binary(&headers, BINARY_CONTENT_TYPE, &body) {
-            panic!("binary {} refused: {errors:#?}\ndata: {:#}", event.id, event.data);
+            panic!("binary {} refused: {errors:#?}\ndata: {:#}", event.id(), event.data);
         }
         let structured = serde_json::to_vec(&structured_body(event, traceparent)).unwrap();
         if let Err(errors) = contract.validate_structured(&structured) {
-            panic!("structured {} refused: {errors:#?}\ndata: {:#}", event.id, event.data);
+            panic!("structured {} refused: {errors:#?}\ndata: {:#}", event.id(), event.data);
         }
     }
     // The completed intake form carries its typed outputs visible to `integration`, and
     // none of the others.
     let completed = events
         .iter()
-        .find(|event| event.event_type == "dev.coachflow.task.completed.v1" && event.data["task"] == "intake-form")
+        .find(|event| event.event_type() == "dev.coachflow.task.completed.v1" && event.data["task"] == "intake-form")
         .expect("the intake form's completion");
     assert_eq!(
         completed.data["outputs"],
@@ -466,7 +478,7 @@ fn headers_that_break_the_contract_are_refused_naming_the_header() {
     );
 
     let mut other_id = binary_headers(opened, None);
-    other_id["cloudEvents_id"] = json!(format!("{}/events/999", opened.subject));
+    other_id["cloudEvents_id"] = json!(format!("{}/events/999", opened.subject()));
     assert_named(
         &refused_binary(&contract, &other_id, &opened.data),
         &["taskOpened", "headers/cloudEvents_id", "{subject}/events/{sequence}"],
@@ -507,7 +519,7 @@ fn a_binary_message_of_one_type_cannot_carry_the_data_of_another() {
     let opened = event_of_type(&events, "dev.coachflow.task.opened.v1");
     let reached = event_of_type(&events, "dev.coachflow.milestone.reached.v1");
     let mut headers = binary_headers(opened, None);
-    headers["cloudEvents_type"] = json!(reached.event_type);
+    headers["cloudEvents_type"] = json!(reached.event_type());
     let errors = refused_binary(&contract, &headers, &opened.data);
     assert_named(&errors, &["milestoneReached", "payload"]);
 }

@@ -1,4 +1,7 @@
-//! An outbox row as a CloudEvents 1.0 message over AMQP 0-9-1.
+//! The CloudEvents 1.0 envelope of Coachflow's public events, in one place: how an event
+//! the engine reports (entity, action, data) is named when it is written to the outbox (its
+//! `id`, `type`, `subject` and routing key), and how an outbox row becomes a [`CloudEvent`]
+//! for every way it travels: an AMQP 0-9-1 message, or an item of `WatchEvents`.
 //!
 //! Binary content mode (the default): the attributes travel as `cloudEvents_*` headers, the
 //! body is the event's `data` with content type `application/json`. Structured mode: the
@@ -7,11 +10,99 @@
 //! re-sends, the consumers' dedupe key), and a traced command's `traceparent` travels along
 //! (the CloudEvents distributed-tracing extension).
 
-use coachflow_engine::{SPEC_VERSION, event_source};
+use chrono::{DateTime, Utc};
 use coachflow_store::OutboxRow;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use serde_json::{Map, Value};
+
+/// `specversion` of every event.
+pub const SPEC_VERSION: &str = "1.0";
+
+/// The `source` of a tenant's events.
+pub fn source(tenant: &str) -> String {
+    format!("//coachflow.dev/tenants/{tenant}")
+}
+
+/// How an event of `entity`/`action` of the engagement `subject` (a resource name) of
+/// `tenant`, with sequence number `sequence`, is named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Naming {
+    /// `{subject}/events/{sequence}`: stable across re-sends, the consumers' dedupe key.
+    pub id: String,
+    /// `dev.coachflow.{entity}.{action}.v1`.
+    pub event_type: String,
+    /// `{tenant}.{entity}.{action}`.
+    pub routing_key: String,
+}
+
+impl Naming {
+    pub fn of(tenant: &str, subject: &str, entity: &str, action: &str, sequence: u64) -> Naming {
+        Naming {
+            id: format!("{subject}/events/{sequence}"),
+            event_type: format!("dev.coachflow.{entity}.{action}.v1"),
+            routing_key: format!("{tenant}.{entity}.{action}"),
+        }
+    }
+}
+
+/// One public event as CloudEvents 1.0 has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudEvent {
+    pub id: String,
+    pub source: String,
+    pub event_type: String,
+    /// The engagement's resource name.
+    pub subject: String,
+    pub time: DateTime<Utc>,
+    /// The W3C trace context of the command that caused it (distributed-tracing extension).
+    pub traceparent: Option<String>,
+    /// The event's data, JSON text.
+    pub data: String,
+}
+
+impl CloudEvent {
+    /// The event an outbox row holds.
+    pub fn of(row: &OutboxRow) -> CloudEvent {
+        CloudEvent {
+            id: row.event_id.clone(),
+            source: source(&row.tenant),
+            event_type: row.event_type.clone(),
+            subject: row.subject.clone(),
+            time: row.time,
+            traceparent: row.traceparent.clone(),
+            data: row.data.clone(),
+        }
+    }
+
+    /// The required attributes, in the order the specification lists them.
+    fn attributes(&self) -> [(&'static str, String); 6] {
+        [
+            ("id", self.id.clone()),
+            ("source", self.source.clone()),
+            ("specversion", SPEC_VERSION.to_owned()),
+            ("type", self.event_type.clone()),
+            ("subject", self.subject.clone()),
+            ("time", coachflow_engine::timestamp(self.time)),
+        ]
+    }
+
+    /// The event as one JSON object (structured content mode).
+    pub fn structured(&self) -> Result<Value, serde_json::Error> {
+        let data: Value = serde_json::from_str(&self.data)?;
+        let mut event: Map<String, Value> = self
+            .attributes()
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), Value::String(value)))
+            .collect();
+        event.insert("datacontenttype".to_owned(), Value::from(JSON));
+        if let Some(traceparent) = &self.traceparent {
+            event.insert("traceparent".to_owned(), Value::from(traceparent.as_str()));
+        }
+        event.insert("data".to_owned(), data);
+        Ok(Value::Object(event))
+    }
+}
 
 /// Content type of the body in binary mode.
 pub const JSON: &str = "application/json";
@@ -71,18 +162,6 @@ pub enum MessageError {
     NotJson { event_id: String, message: String },
 }
 
-/// The CloudEvents attributes of `row`, in the order the specification lists them.
-fn attributes(row: &OutboxRow) -> [(&'static str, String); 6] {
-    [
-        ("id", row.event_id.clone()),
-        ("source", event_source(&row.tenant)),
-        ("specversion", SPEC_VERSION.to_owned()),
-        ("type", row.event_type.clone()),
-        ("subject", row.subject.clone()),
-        ("time", coachflow_engine::timestamp(row.time)),
-    ]
-}
-
 /// The AMQP message of `row` in `mode`.
 pub fn message(row: &OutboxRow, mode: ContentMode) -> Result<Message, MessageError> {
     let short = |text: &str, what: &'static str| {
@@ -97,35 +176,27 @@ pub fn message(row: &OutboxRow, mode: ContentMode) -> Result<Message, MessageErr
         .with_type(short(&row.event_type, "the event type")?)
         .with_app_id("coachflow".into())
         .with_timestamp(u64::try_from(row.time.timestamp()).unwrap_or(0));
+    let event = CloudEvent::of(row);
     let body = match mode {
         ContentMode::Binary => {
             let mut headers = FieldTable::default();
-            let traceparent = row.traceparent.iter().map(|value| ("traceparent", value.clone()));
-            for (name, value) in attributes(row).into_iter().chain(traceparent) {
+            let traceparent = event.traceparent.iter().map(|value| ("traceparent", value.clone()));
+            for (name, value) in event.attributes().into_iter().chain(traceparent) {
                 headers.insert(
                     format!("{HEADER_PREFIX}{name}").into(),
                     AMQPValue::LongString(LongString::from(value)),
                 );
             }
             properties = properties.with_content_type(JSON.into()).with_headers(headers);
-            row.data.clone().into_bytes()
+            event.data.into_bytes()
         }
         ContentMode::Structured => {
-            let data: Value = serde_json::from_str(&row.data).map_err(|error| MessageError::NotJson {
+            let structured = event.structured().map_err(|error| MessageError::NotJson {
                 event_id: row.event_id.clone(),
                 message: error.to_string(),
             })?;
-            let mut event: Map<String, Value> = attributes(row)
-                .into_iter()
-                .map(|(name, value)| (name.to_owned(), Value::String(value)))
-                .collect();
-            event.insert("datacontenttype".to_owned(), Value::from(JSON));
-            if let Some(traceparent) = &row.traceparent {
-                event.insert("traceparent".to_owned(), Value::from(traceparent.as_str()));
-            }
-            event.insert("data".to_owned(), data);
             properties = properties.with_content_type(CLOUDEVENTS_JSON.into());
-            Value::Object(event).to_string().into_bytes()
+            structured.to_string().into_bytes()
         }
     };
     Ok(Message {

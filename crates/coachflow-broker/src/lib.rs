@@ -7,5 +7,5 @@ pub mod cloudevents;
 pub mod metrics;
 pub mod relay;
 
-pub use cloudevents::ContentMode;
+pub use cloudevents::{CloudEvent, ContentMode, Naming};
 pub use relay::{Now, RelaySettings, check_exchange, check_url, run};

@@ -21,10 +21,7 @@ pub use decide::{Decision, Effect, GateStatus, decide, gate_status};
 pub use error::{DomainError, FieldViolation, Reason};
 pub use event::{Event, EventKind, SCHEMA_VERSION};
 pub use ids::{is_valid_person_id, is_valid_record_id, series_id, task_instance_id};
-pub use public::{
-    Audience, EngagementRef, PUBLIC_EVENTS, PublicEvent, SPEC_VERSION, event_source, public_event, publishable,
-    timestamp,
-};
+pub use public::{Audience, EngagementRef, PUBLIC_EVENTS, PublicEvent, public_event, publishable, timestamp};
 pub use state::{
     Commitment, CommitmentStatus, CurrentPhase, EngagementState, EngagementStatus, Goal, GoalStatus, MilestoneRecord,
     Series, SeriesStatus, TaskInstance, TaskStatus, Timer, TimerPurpose, apply,

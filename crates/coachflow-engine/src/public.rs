@@ -15,9 +15,6 @@ use crate::event::{Event, EventKind};
 use crate::state::{EngagementState, EngagementStatus};
 use crate::visibility::Viewer;
 
-/// CloudEvents `specversion` of every public event.
-pub const SPEC_VERSION: &str = "1.0";
-
 /// Every `(entity, action)` a public event can have, as [`EventKind::public_name`] gives it.
 pub const PUBLIC_EVENTS: [(&str, &str); 16] = [
     ("engagement", "started"),
@@ -37,11 +34,6 @@ pub const PUBLIC_EVENTS: [(&str, &str); 16] = [
     ("goal", "set"),
     ("goal", "achieved"),
 ];
-
-/// The CloudEvents `source` of a tenant's events.
-pub fn event_source(tenant: &str) -> String {
-    format!("//coachflow.dev/tenants/{tenant}")
-}
 
 /// Who receives the public events, by the names a model's output `visibility` lists: the
 /// built-in audience `integration`, or roles such as `hr`. An output is published only
@@ -70,26 +62,24 @@ impl Default for Audience {
     }
 }
 
-/// One public event, ready for the outbox: CloudEvents attributes and JSON data.
+/// What a public event says happened: the entity, the action, and the data downstream
+/// systems may see. How it travels (the CloudEvents envelope, its id, type and routing
+/// key) is the broker's business, not the engine's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PublicEvent {
-    /// Stable across re-sends: `{subject}/events/{sequence}`, the consumer's dedupe key.
-    pub id: String,
-    /// `dev.coachflow.<entity>.<action>.v1`.
-    pub event_type: String,
-    /// `<tenant>.<entity>.<action>`.
-    pub routing_key: String,
-    /// The engagement's resource name.
-    pub subject: String,
-    pub time: DateTime<Utc>,
+    /// `engagement`, `phase`, `task`, `milestone` or `goal`.
+    pub entity: &'static str,
+    /// `started`, `completed`, `reached`, ...
+    pub action: &'static str,
+    /// The engagement's sequence number of the event.
     pub sequence: u64,
+    pub time: DateTime<Utc>,
     pub data: Value,
 }
 
-/// Where an engagement lives, as the public events name it.
+/// Which engagement an event belongs to, as its data names it.
 #[derive(Debug, Clone, Copy)]
 pub struct EngagementRef<'a> {
-    pub tenant: &'a str,
     /// `tenants/{tenant}/engagements/{id}`.
     pub name: &'a str,
 }
@@ -190,12 +180,10 @@ pub fn public_event(
         _ => {}
     }
     Some(PublicEvent {
-        id: format!("{}/events/{}", engagement.name, event.sequence),
-        event_type: format!("dev.coachflow.{entity}.{action}.v1"),
-        routing_key: format!("{}.{entity}.{action}", engagement.tenant),
-        subject: engagement.name.to_owned(),
-        time: event.at,
+        entity,
+        action,
         sequence: event.sequence,
+        time: event.at,
         data: Value::Object(data),
     })
 }
@@ -338,14 +326,13 @@ spec:
         )
         .unwrap();
         let reference = EngagementRef {
-            tenant: "acme",
             name: "tenants/acme/engagements/e",
         };
         let event = completed
             .events
             .iter()
             .filter_map(|event| public_event(reference, &model, audience, &completed.state, event))
-            .find(|event| event.event_type == "dev.coachflow.task.completed.v1")
+            .find(|event| (event.entity, event.action) == ("task", "completed"))
             .expect("a task.completed event");
         event.data["outputs"].clone()
     }

@@ -45,5 +45,7 @@ mod durability;
 mod engagements;
 mod events;
 mod firm_models;
+mod identity;
 mod replicas;
 mod support;
+mod transport;

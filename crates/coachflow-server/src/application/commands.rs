@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use coachflow_broker::Naming;
 use coachflow_engine::{
     Action, Audience, Command, Decision, Effect, EngagementRef, EngagementState, decide, public_event,
 };
@@ -393,12 +394,16 @@ impl Core {
     ) -> Result<(), StoreError> {
         let Decided { model, decision } = decided;
         let engagement_name = name.to_string();
-        let reference = EngagementRef {
-            tenant: &name.tenant,
-            name: &engagement_name,
-        };
+        let reference = EngagementRef { name: &engagement_name };
         let traceparent = crate::trace::current().map(|context| context.traceparent());
-        let outbox = outbox_rows(reference, model, &self.settings.audience, decision, traceparent);
+        let outbox = outbox_rows(
+            &name.tenant,
+            reference,
+            model,
+            &self.settings.audience,
+            decision,
+            traceparent,
+        );
         let outcome = Outcome::Engagement {
             engagement: name.id.clone(),
             sequence: decision.state.sequence,
@@ -485,9 +490,10 @@ impl Core {
     }
 }
 
-/// The outbox rows of a decision: its public events as `audience` may see them, with the
-/// trace context of the command that made it.
+/// The outbox rows of a decision: its public events as `audience` may see them, named as
+/// CloudEvents, with the trace context of the command that made it.
 pub fn outbox_rows(
+    tenant: &str,
     reference: EngagementRef<'_>,
     model: &Model,
     audience: &Audience,
@@ -498,15 +504,18 @@ pub fn outbox_rows(
         .events
         .iter()
         .filter_map(|event| public_event(reference, model, audience, &decision.state, event))
-        .map(|event| NewOutboxEvent {
-            event_id: event.id,
-            sequence: event.sequence,
-            event_type: event.event_type,
-            routing_key: event.routing_key,
-            subject: event.subject,
-            time: event.time,
-            data: event.data.to_string(),
-            traceparent: traceparent.clone(),
+        .map(|event| {
+            let naming = Naming::of(tenant, reference.name, event.entity, event.action, event.sequence);
+            NewOutboxEvent {
+                event_id: naming.id,
+                sequence: event.sequence,
+                event_type: naming.event_type,
+                routing_key: naming.routing_key,
+                subject: reference.name.to_owned(),
+                time: event.time,
+                data: event.data.to_string(),
+                traceparent: traceparent.clone(),
+            }
         })
         .collect()
 }

@@ -97,7 +97,7 @@ pub fn authenticator(settings: &Settings, clock: SharedClock) -> anyhow::Result<
                         })
                         .transpose()?;
                     KeySource::Https(
-                        HttpsKeys::new(url, roots.as_deref(), *jwks_cache)
+                        HttpsKeys::new(url, roots.as_deref(), *jwks_cache, Arc::clone(&clock))
                             .map_err(|error| anyhow::anyhow!("auth.jwks: {error}"))?,
                     )
                 }
@@ -175,6 +175,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
     let store = open_store(&settings).await?;
     let clock = clock(&settings);
     let authenticator = Arc::new(authenticator(&settings, Arc::clone(&clock))?);
+    authenticator.prefetch().await;
     let core = Arc::new(Core::new(
         store.clone(),
         clock,

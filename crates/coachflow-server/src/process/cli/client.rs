@@ -198,7 +198,12 @@ pub(crate) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
         match execute(&client, args.command).await {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(status) => {
-                eprintln!("error: {:?}: {}", status.code(), status.message());
+                use tonic_types::StatusExt as _;
+                let reason = status
+                    .get_details_error_info()
+                    .map(|info| format!(" ({})", info.reason))
+                    .unwrap_or_default();
+                eprintln!("error: {:?}{reason}: {}", status.code(), status.message());
                 Ok(ExitCode::FAILURE)
             }
         }
@@ -423,8 +428,13 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<(), tonic::S
                             serde_json::Value::Object(map).to_string()
                         })
                         .unwrap_or_default();
+                    let withheld = if event.withheld_fields.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" withheld: {}", event.withheld_fields.join(", "))
+                    };
                     out!(
-                        "{:>5} {} {:<24} {:<16} {details}",
+                        "{:>5} {} {:<24} {:<16} {details}{withheld}",
                         event.sequence,
                         time(event.time.as_ref()),
                         event.r#type,
@@ -533,7 +543,12 @@ fn print_engagement(engagement: &proto::Engagement) {
         );
     }
     for goal in &engagement.goals {
-        out!("  goal {}: {}% ({})", goal.id, goal.progress, goal.title);
+        let title = if goal.withheld_fields.iter().any(|field| field == "title") {
+            "title withheld"
+        } else {
+            goal.title.as_str()
+        };
+        out!("  goal {}: {}% ({title})", goal.id, goal.progress);
     }
     for milestone in &engagement.milestones {
         out!(

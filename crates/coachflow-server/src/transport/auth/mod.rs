@@ -61,6 +61,13 @@ impl Authenticator {
         matches!(self.mode, Mode::Local { .. })
     }
 
+    /// Reads the issuer's keys ahead of the first call.
+    pub async fn prefetch(&self) {
+        match &self.mode {
+            Mode::Issuer { keys, .. } | Mode::Local { keys, .. } => keys.prefetch().await,
+        }
+    }
+
     /// The principal of a call with these headers from `peer`.
     pub async fn authenticate(
         &self,

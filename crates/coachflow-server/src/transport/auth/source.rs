@@ -9,7 +9,9 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper::body::Bytes;
@@ -17,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::jwks::KeySet;
+use crate::clock::SharedClock;
 
 /// The shortest pause between two fetches a token with an unknown key id causes.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
@@ -41,6 +44,14 @@ impl KeySource {
             KeySource::Fixed(keys) => Ok(Arc::clone(keys)),
             KeySource::File(file) => file.keys(),
             KeySource::Https(https) => https.keys(false).await,
+        }
+    }
+
+    /// Reads the keys once at start, so the first call does not wait for them; a failure is
+    /// logged and the keys are read again when a call needs them.
+    pub async fn prefetch(&self) {
+        if let Err(error) = self.keys().await {
+            tracing::warn!(error = %error, "cannot read the issuer's keys yet; calls will try again");
         }
     }
 
@@ -133,6 +144,8 @@ pub struct HttpsKeys {
     uri: hyper::Uri,
     tls: tokio_rustls::TlsConnector,
     lifetime: Duration,
+    /// The injected clock: keys age, and refetches are spaced, by the service's time.
+    clock: SharedClock,
     state: AsyncMutex<FetchState>,
 }
 
@@ -149,14 +162,21 @@ impl std::fmt::Debug for HttpsKeys {
 #[derive(Debug, Default)]
 struct FetchState {
     keys: Option<Arc<KeySet>>,
-    fetched_at: Option<Instant>,
-    last_attempt: Option<Instant>,
+    fetched_at: Option<DateTime<Utc>>,
+    last_attempt: Option<DateTime<Utc>>,
+    /// How many fetches were made, for the tests' and operators' curiosity.
+    fetches: u64,
 }
 
 impl HttpsKeys {
     /// `url` must be `https://`; `extra_roots` (PEM) are trusted instead of the platform's
     /// roots when given (an in-house issuer's CA).
-    pub fn new(url: &str, extra_roots: Option<&[u8]>, lifetime: Duration) -> Result<HttpsKeys, String> {
+    pub fn new(
+        url: &str,
+        extra_roots: Option<&[u8]>,
+        lifetime: Duration,
+        clock: SharedClock,
+    ) -> Result<HttpsKeys, String> {
         let uri: hyper::Uri = url.parse().map_err(|error| format!("'{url}' is not a URL: {error}"))?;
         if uri.scheme_str() != Some("https") || uri.host().is_none() {
             return Err(format!("'{url}' is not an https:// URL"));
@@ -193,18 +213,19 @@ impl HttpsKeys {
             uri,
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             lifetime,
+            clock,
             state: AsyncMutex::new(FetchState::default()),
         })
     }
 
     async fn keys(&self, unknown_key: bool) -> Result<Arc<KeySet>, String> {
         let mut state = self.state.lock().await;
-        let fresh = state
-            .fetched_at
-            .is_some_and(|fetched| fetched.elapsed() < self.lifetime);
+        let now = self.clock.now();
+        let since = |at: DateTime<Utc>| (now - at).to_std().unwrap_or(Duration::ZERO);
+        let fresh = state.fetched_at.is_some_and(|fetched| since(fetched) < self.lifetime);
         let may_refetch = state
             .last_attempt
-            .is_none_or(|attempt| attempt.elapsed() >= REFETCH_INTERVAL);
+            .is_none_or(|attempt| since(attempt) >= REFETCH_INTERVAL);
         let wanted = state.keys.is_none() || !fresh || unknown_key;
         if let Some(keys) = &state.keys
             && (!wanted || !may_refetch)
@@ -214,7 +235,8 @@ impl HttpsKeys {
         if state.keys.is_none() && !may_refetch {
             return Err("the issuer's key set could not be fetched; retrying shortly".to_owned());
         }
-        state.last_attempt = Some(Instant::now());
+        state.last_attempt = Some(now);
+        state.fetches += 1;
         let fetched = match tokio::time::timeout(FETCH_TIMEOUT, self.fetch()).await {
             Ok(fetched) => fetched,
             Err(_) => Err(format!("no answer within {FETCH_TIMEOUT:?}")),
@@ -224,10 +246,10 @@ impl HttpsKeys {
                 for why in &skipped {
                     tracing::warn!(url = %self.uri, "JWKS {why}; skipped");
                 }
-                tracing::info!(url = %self.uri, keys = keys.len(), "fetched the JWKS");
+                tracing::info!(url = %self.uri, keys = keys.len(), fetches = state.fetches, "fetched the JWKS");
                 let keys = Arc::new(keys);
                 state.keys = Some(Arc::clone(&keys));
-                state.fetched_at = Some(Instant::now());
+                state.fetched_at = Some(now);
                 Ok(keys)
             }
             Err(error) => match &state.keys {

@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coachflow_engine::SPEC_VERSION;
+use coachflow_broker::CloudEvent;
+use coachflow_broker::cloudevents::SPEC_VERSION;
 use coachflow_store::OutboxRow;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -59,8 +60,10 @@ impl Selection {
     }
 }
 
+/// The `WatchEvents` item of a row: its CloudEvent, with outputs as the caller may see them.
 fn public_event(row: &OutboxRow, grant: &EventsGrant) -> proto::PublicEvent {
-    let data = match serde_json::from_str::<serde_json::Value>(&row.data) {
+    let event = CloudEvent::of(row);
+    let data = match serde_json::from_str::<serde_json::Value>(&event.data) {
         Ok(serde_json::Value::Object(mut map)) => {
             if let EventsGrant::Engagement { viewer, model } = grant {
                 // A person watching their engagement sees outputs as their roles allow.
@@ -75,11 +78,11 @@ fn public_event(row: &OutboxRow, grant: &EventsGrant) -> proto::PublicEvent {
     };
     proto::PublicEvent {
         position: row.position,
-        id: row.event_id.clone(),
-        source: coachflow_engine::event_source(&row.tenant),
-        r#type: row.event_type.clone(),
-        subject: row.subject.clone(),
-        time: Some(convert::timestamp(row.time)),
+        id: event.id,
+        source: event.source,
+        r#type: event.event_type,
+        subject: event.subject,
+        time: Some(convert::timestamp(event.time)),
         spec_version: SPEC_VERSION.to_owned(),
         sequence: row.sequence,
         data: Some(data),
