@@ -154,7 +154,8 @@ impl<'a> Driver<'a> {
             .unwrap_or_else(|| panic!("{} is {:?} without a phase", self.name, engagement.state()));
         let gate = phase.gate.clone().unwrap_or_default();
         let mut client = self.server.engagements();
-        if let Some(role) = gate.missing_sign_offs.first() {
+        // A sign-off is taken once the phase's condition holds, as its approver gives it.
+        if let Some(role) = gate.missing_sign_offs.first().filter(|_| gate.ready) {
             let person = engagement
                 .people
                 .iter()

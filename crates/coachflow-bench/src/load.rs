@@ -233,7 +233,7 @@ fn next_step(engagement: &proto::Engagement) -> anyhow::Result<Step> {
         .as_ref()
         .ok_or_else(|| anyhow!("{} is active without a phase", engagement.name))?;
     let gate = phase.gate.clone().unwrap_or_default();
-    if let Some(role) = gate.missing_sign_offs.first() {
+    if let Some(role) = gate.missing_sign_offs.first().filter(|_| gate.ready) {
         let person = engagement
             .people
             .iter()

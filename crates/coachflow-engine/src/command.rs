@@ -110,6 +110,22 @@ pub enum Action {
     FireTimer {
         timer: String,
     },
+    /// Repair: reopens a completed or skipped task of the work under way, with a reason.
+    ReopenTask {
+        task: String,
+        reason: String,
+    },
+    /// Repair: leaves the current phase (its unfinished work cancelled, no milestone) and
+    /// enters `phase`, with a reason.
+    MoveToPhase {
+        phase: String,
+        reason: String,
+    },
+    /// Repair: withdraws a role's sign-off of the current phase, with a reason.
+    WithdrawSignOff {
+        role: String,
+        reason: String,
+    },
     Suspend {
         #[serde(default)]
         reason: Option<String>,
@@ -137,6 +153,9 @@ impl Action {
             Action::SignOff { .. } => "sign_off",
             Action::AdvancePhase { .. } => "advance_phase",
             Action::FireTimer { .. } => "fire_timer",
+            Action::ReopenTask { .. } => "reopen_task",
+            Action::MoveToPhase { .. } => "move_to_phase",
+            Action::WithdrawSignOff { .. } => "withdraw_sign_off",
             Action::Suspend { .. } => "suspend",
             Action::Resume => "resume",
             Action::Cancel { .. } => "cancel",

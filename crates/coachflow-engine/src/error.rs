@@ -82,6 +82,14 @@ reasons! {
     /// The phase's exit gate does not hold.
     GateNotSatisfied = "GATE_NOT_SATISFIED",
     TimerNotDue = "TIMER_NOT_DUE",
+    /// A sign-off before the phase's condition holds: it would approve work not done.
+    GateNotReady = "GATE_NOT_READY",
+    /// The role has not signed off the current phase.
+    NotSignedOff = "NOT_SIGNED_OFF",
+    /// The task is not closed: only a completed or skipped task is reopened.
+    TaskNotClosed = "TASK_NOT_CLOSED",
+    /// The task belongs to work the engagement has left; move it back to that phase first.
+    TaskNotUnderWay = "TASK_NOT_UNDER_WAY",
 }
 
 /// A command the engine refuses. Nothing was changed.

@@ -58,6 +58,22 @@ pub enum EventKind {
         /// The phase entered next; `None` when the engagement completes.
         next: Option<String>,
     },
+    /// A sign-off no longer counts: withdrawn by a repair (with its reason), or by the
+    /// engine when the phase's condition stopped holding (without one).
+    PhaseSignOffWithdrawn {
+        phase: String,
+        role: String,
+        person: String,
+        reason: Option<String>,
+    },
+    /// A repair moved the engagement out of a phase it had not completed, to `to` (entered
+    /// next); the phase's unfinished work was cancelled, its milestone not reached.
+    PhaseExited {
+        phase: String,
+        iteration: u32,
+        to: String,
+        reason: String,
+    },
     TaskCreated {
         id: String,
         task: String,
@@ -94,6 +110,12 @@ pub enum EventKind {
     /// Closed without being done: its phase was left or the engagement ended.
     TaskCancelled {
         id: String,
+    },
+    /// A repair reopened a completed or skipped task: its outputs are cleared, and it opens
+    /// again (a `TaskOpened` follows).
+    TaskReopened {
+        id: String,
+        reason: String,
     },
     TaskDueSoon {
         id: String,
@@ -209,7 +231,10 @@ impl EventKind {
         match self {
             EventKind::TaskSkipped { .. }
             | EventKind::EngagementSuspended { .. }
-            | EventKind::EngagementCancelled { .. } => &["reason"],
+            | EventKind::EngagementCancelled { .. }
+            | EventKind::TaskReopened { .. }
+            | EventKind::PhaseExited { .. }
+            | EventKind::PhaseSignOffWithdrawn { .. } => &["reason"],
             EventKind::GoalSet { .. } => &["title", "measure", "target"],
             EventKind::GoalProgressRecorded { .. } | EventKind::CommitmentFollowedUp { .. } => &["note"],
             EventKind::CommitmentRecorded { .. } => &["description"],
@@ -229,6 +254,8 @@ impl EventKind {
             EventKind::PhaseEntered { .. } => "phase_entered",
             EventKind::PhaseSignedOff { .. } => "phase_signed_off",
             EventKind::PhaseCompleted { .. } => "phase_completed",
+            EventKind::PhaseSignOffWithdrawn { .. } => "phase_sign_off_withdrawn",
+            EventKind::PhaseExited { .. } => "phase_exited",
             EventKind::TaskCreated { .. } => "task_created",
             EventKind::TaskScheduled { .. } => "task_scheduled",
             EventKind::TaskOpened { .. } => "task_opened",
@@ -236,6 +263,7 @@ impl EventKind {
             EventKind::TaskCompleted { .. } => "task_completed",
             EventKind::TaskSkipped { .. } => "task_skipped",
             EventKind::TaskCancelled { .. } => "task_cancelled",
+            EventKind::TaskReopened { .. } => "task_reopened",
             EventKind::TaskDueSoon { .. } => "task_due_soon",
             EventKind::TaskOverdue { .. } => "task_overdue",
             EventKind::TaskEscalated { .. } => "task_escalated",

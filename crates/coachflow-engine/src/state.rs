@@ -382,8 +382,13 @@ impl EngagementState {
                     phase.sign_offs.insert(role.clone(), person.clone());
                 }
             }
-            EventKind::PhaseCompleted { .. } => {
+            EventKind::PhaseCompleted { .. } | EventKind::PhaseExited { .. } => {
                 self.phase = None;
+            }
+            EventKind::PhaseSignOffWithdrawn { role, .. } => {
+                if let Some(phase) = &mut self.phase {
+                    phase.sign_offs.remove(role);
+                }
             }
             EventKind::TaskCreated {
                 id,
@@ -456,6 +461,18 @@ impl EngagementState {
                     task.status = TaskStatus::Skipped;
                     task.closed_at = Some(at);
                     task.skip_reason = Some(reason.clone());
+                }
+            }
+            EventKind::TaskReopened { id, .. } => {
+                if let Some(task) = self.tasks.get_mut(id) {
+                    task.status = TaskStatus::Waiting;
+                    task.closed_at = None;
+                    task.due_at = None;
+                    task.outputs.clear();
+                    task.skip_reason = None;
+                    task.due_soon = false;
+                    task.overdue = false;
+                    task.escalated = false;
                 }
             }
             EventKind::TaskCancelled { id } => {

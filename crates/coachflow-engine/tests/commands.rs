@@ -1107,11 +1107,38 @@ fn signing_off_for_a_role_one_does_not_hold_is_refused() {
     );
 }
 
+/// One phase needing two sign-offs after one task.
+const TWO_APPROVALS_MODEL: &str = r"
+apiVersion: coachflow.dev/v1
+kind: ProcessModel
+metadata: {key: approvals, name: Approvals}
+spec:
+  roles:
+    - {key: client, required: true}
+    - {key: coach, required: true}
+    - {key: sponsor}
+    - {key: hr}
+    - {key: stakeholder, multiple: true}
+  phases:
+    - key: work
+      name: Work
+      tasks:
+        - {key: form, name: Form, kind: document, assignee: coach}
+      exit:
+        approval: [sponsor, hr]
+    - key: wrap-up
+      name: Wrap-up
+      tasks:
+        - {key: report, name: Report, kind: document}
+";
+
 #[test]
 fn signing_off_twice_is_a_conflict() {
-    let mut harness = started();
+    let model = Model::from_text(TWO_APPROVALS_MODEL).unwrap_or_else(|problems| panic!("{problems}"));
+    let mut harness = Harness::started(model, utc(NOW), 1);
+    harness.ok(complete("form", BTreeMap::new()));
     harness.ok(sign_off("sponsor", "sponsor-1"));
-    // The tasks are not done, so the phase stays.
+    // HR has not signed off, so the phase stays.
     assert_eq!(harness.phase(), Some(("work".into(), 1)));
     let error = harness.err(sign_off("sponsor", "sponsor-1"));
     assert_eq!(
@@ -1122,6 +1149,23 @@ fn signing_off_twice_is_a_conflict() {
         }
     );
     assert_eq!(error.reason(), "ALREADY_SIGNED_OFF");
+}
+
+#[test]
+fn a_sign_off_before_the_phase_s_condition_holds_is_refused() {
+    let mut harness = started();
+    let error = harness.err(sign_off("sponsor", "sponsor-1"));
+    assert_eq!(
+        error,
+        DomainError::FailedPrecondition {
+            reason: Reason::GateNotReady,
+            message:
+                "phase 'work' cannot be signed off before its exit condition holds: tasks not done: form, review, calls"
+                    .into(),
+        }
+    );
+    assert_eq!(error.reason(), "GATE_NOT_READY");
+    assert!(!gate_status(&harness.model, &harness.state).unwrap().ready);
 }
 
 // ----- AdvancePhase ----------------------------------------------------------------------
@@ -1168,12 +1212,11 @@ fn advancing_before_the_gate_holds_explains_why() {
             "phase 'work' cannot be left yet: tasks not done: calls; sign-off missing from: sponsor"
         )
     );
-    harness.ok(sign_off("sponsor", "sponsor-1"));
     assert_eq!(
-        harness.err(Action::AdvancePhase { expected_phase: None }),
+        harness.err(sign_off("sponsor", "sponsor-1")),
         DomainError::precondition(
-            Reason::GateNotSatisfied,
-            "phase 'work' cannot be left yet: tasks not done: calls"
+            Reason::GateNotReady,
+            "phase 'work' cannot be signed off before its exit condition holds: tasks not done: calls"
         )
     );
 }

@@ -119,6 +119,11 @@ enum Step {
     Suspend(Option<String>),
     Resume,
     Cancel(Option<String>),
+    /// Repairs: reopen the n-th task (any status), move to the n-th phase, withdraw the
+    /// n-th sign-off, each with a reason.
+    Reopen(usize, String),
+    MoveTo(usize, String),
+    Withdraw(usize, String),
     Start(StartSpec),
     SetActor(Actor),
 }
@@ -372,6 +377,24 @@ fn step(mix: &Mix) -> Union<BoxedStrategy<Step>> {
         (mix.lifecycle, prop::option::of(text()).prop_map(Step::Suspend).boxed()),
         (mix.lifecycle * 2, Just(Step::Resume).boxed()),
         (mix.cancel, prop::option::of(text()).prop_map(Step::Cancel).boxed()),
+        (
+            mix.lifecycle,
+            (index(), text())
+                .prop_map(|(index, reason)| Step::Reopen(index, reason))
+                .boxed(),
+        ),
+        (
+            mix.lifecycle.div_ceil(2),
+            (index(), text())
+                .prop_map(|(index, reason)| Step::MoveTo(index, reason))
+                .boxed(),
+        ),
+        (
+            mix.lifecycle.div_ceil(2),
+            (index(), text())
+                .prop_map(|(index, reason)| Step::Withdraw(index, reason))
+                .boxed(),
+        ),
         (
             mix.hostile,
             (
@@ -797,7 +820,7 @@ fn progress(harness: &mut Harness, tally: &mut Tally) -> Result<(), TestCaseErro
         return Ok(());
     }
     if let Some(gate) = gate_status(&harness.model, &harness.state) {
-        if let Some(role) = gate.missing_sign_offs.first() {
+        if let Some(role) = gate.missing_sign_offs.first().filter(|_| gate.ready) {
             let person = harness
                 .state
                 .people
@@ -1067,6 +1090,47 @@ fn run_step(harness: &mut Harness, tally: &mut Tally, step: &Step) -> Result<(),
                 Action::SignOff {
                     role: role.clone(),
                     person: person.clone(),
+                },
+            )?;
+        }
+        Step::Reopen(index, reason) => {
+            let tasks: Vec<String> = harness.state.tasks.keys().cloned().collect();
+            let task = nth(&tasks, *index).unwrap_or_else(|| "kickoff-meeting".to_owned());
+            send(
+                harness,
+                tally,
+                Action::ReopenTask {
+                    task,
+                    reason: reason.clone(),
+                },
+            )?;
+        }
+        Step::MoveTo(index, reason) => {
+            let phases: Vec<String> = harness.model.phases().iter().map(|phase| phase.key.clone()).collect();
+            let phase = nth(&phases, *index).unwrap_or_default();
+            send(
+                harness,
+                tally,
+                Action::MoveToPhase {
+                    phase,
+                    reason: reason.clone(),
+                },
+            )?;
+        }
+        Step::Withdraw(index, reason) => {
+            let roles: Vec<String> = harness
+                .state
+                .phase
+                .as_ref()
+                .map(|phase| phase.sign_offs.keys().cloned().collect())
+                .unwrap_or_default();
+            let role = nth(&roles, *index).unwrap_or_else(|| "sponsor".to_owned());
+            send(
+                harness,
+                tally,
+                Action::WithdrawSignOff {
+                    role,
+                    reason: reason.clone(),
                 },
             )?;
         }

@@ -69,11 +69,13 @@ pub fn compile(document: ProcessModel) -> Result<Model, Problems> {
     let mut checker = Checker {
         document: &document,
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     let compiled = checker.run();
     let mut problems = checker.problems;
+    let warnings = checker.warnings;
     match compiled {
-        Some((phases, tasks)) if problems.is_empty() => Ok(Model::new(document, phases, tasks)),
+        Some((phases, tasks)) if problems.is_empty() => Ok(Model::new(document, phases, tasks, warnings)),
         _ => {
             problems.dedup();
             Err(Problems(problems))
@@ -84,6 +86,8 @@ pub fn compile(document: ProcessModel) -> Result<Model, Problems> {
 struct Checker<'a> {
     document: &'a ProcessModel,
     problems: Vec<Problem>,
+    /// What is valid but likely a mistake: the model is published, the author told.
+    warnings: Vec<Problem>,
 }
 
 /// Where a task sits: which phase (or `throughout`) and its index there.
@@ -577,6 +581,9 @@ impl<'a> Checker<'a> {
             if let Some(exit) = &phase.exit {
                 if let Some(source) = &exit.when {
                     exit_when = self.condition(format!("{path}.exit.when"), source);
+                    if let Some(condition) = &exit_when {
+                        self.warn_optional_outputs(&format!("{path}.exit.when"), &phase.key, condition);
+                    }
                 }
                 let mut seen = BTreeSet::new();
                 for (position, role) in exit.approval.iter().enumerate() {
@@ -681,6 +688,29 @@ impl<'a> Checker<'a> {
                     "a repeat without count or until never finishes, so the phase's default exit gate would never hold: add count or until, make the task optional, or give the phase an exit.when"
                 };
                 self.report(format!("{}.repeat", task_path(Some(index), position)), message);
+            }
+        }
+    }
+
+    /// An exit condition that reads an output its task may be completed without can stay
+    /// false with nothing left to do: the engagement waits in the phase until someone
+    /// repairs it.
+    fn warn_optional_outputs(&mut self, path: &str, phase: &str, condition: &Condition) {
+        for (task, key) in condition.output_reads() {
+            let optional = self
+                .all_tasks()
+                .find(|(_, candidate)| candidate.key == *task)
+                .and_then(|(_, task)| task.outputs.iter().find(|output| output.key == *key))
+                .is_some_and(|output| !output.required);
+            if optional {
+                self.warnings.push(Problem::new(
+                    path,
+                    format!(
+                        "reads outputs.{task}.{key}, which is not required: if '{task}' is completed without it, the \
+                         condition can stay false with nothing left to do, and the engagement waits in phase '{phase}' \
+                         until a coach repairs it; make the output required, or write the condition for its absence"
+                    ),
+                ));
             }
         }
     }

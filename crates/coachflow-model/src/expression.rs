@@ -50,6 +50,8 @@ pub struct Condition {
     program: Arc<Program>,
     uses_tasks_done: bool,
     needs: Arc<Needs>,
+    /// `(task, output)` of every `outputs.<task>.<output>` the condition reads.
+    output_reads: Arc<Vec<(String, String)>>,
 }
 
 /// Which variables a condition reads, and of `tasks` and `outputs` which entries: binding
@@ -134,12 +136,22 @@ impl Condition {
             .iter()
             .any(|(root, keys)| *root == "phase" && keys.first() == Some(&"tasks_done"));
         let needs = Arc::new(Needs::from_accesses(&accesses));
+        let mut output_reads: Vec<(String, String)> = accesses
+            .iter()
+            .filter_map(|(root, keys)| match (*root, keys.as_slice()) {
+                ("outputs", [task, output, ..]) => Some(((*task).to_owned(), (*output).to_owned())),
+                _ => None,
+            })
+            .collect();
+        output_reads.sort();
+        output_reads.dedup();
         drop(accesses);
         Ok(Condition {
             source: source.to_owned(),
             program: Arc::new(program),
             uses_tasks_done,
             needs,
+            output_reads: Arc::new(output_reads),
         })
     }
 
@@ -150,6 +162,11 @@ impl Condition {
     /// Whether the condition reads `phase.tasks_done` (the default gate).
     pub fn uses_tasks_done(&self) -> bool {
         self.uses_tasks_done
+    }
+
+    /// `(task, output)` of every output the condition reads by name.
+    pub fn output_reads(&self) -> &[(String, String)] {
+        &self.output_reads
     }
 
     /// What the condition reads: the variables [`Condition::evaluate`] needs bound.

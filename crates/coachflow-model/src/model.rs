@@ -75,12 +75,19 @@ pub struct Model {
     document: ProcessModel,
     phases: Vec<PhasePlan>,
     tasks: Vec<TaskPlan>,
+    /// What validation found valid but likely a mistake.
+    warnings: Vec<crate::Problem>,
     task_ids: HashMap<String, TaskId>,
     phase_ids: HashMap<String, usize>,
 }
 
 impl Model {
-    pub(crate) fn new(document: ProcessModel, phases: Vec<PhasePlan>, tasks: Vec<TaskPlan>) -> Model {
+    pub(crate) fn new(
+        document: ProcessModel,
+        phases: Vec<PhasePlan>,
+        tasks: Vec<TaskPlan>,
+        warnings: Vec<crate::Problem>,
+    ) -> Model {
         let task_ids = tasks
             .iter()
             .enumerate()
@@ -95,9 +102,15 @@ impl Model {
             document,
             phases,
             tasks,
+            warnings,
             task_ids,
             phase_ids,
         }
+    }
+
+    /// What validation found valid but likely a mistake, each with its path.
+    pub fn warnings(&self) -> &[crate::Problem] {
+        &self.warnings
     }
 
     /// Parses and validates a YAML or JSON model.

@@ -7,7 +7,9 @@ use std::time::Duration;
 use coachflow_integration_tests::client::{SERVICE_ACTOR, instance_of};
 use coachflow_integration_tests::contract::Contract;
 use coachflow_integration_tests::history::{self, assert_gapless};
-use coachflow_integration_tests::{Backend, Driver, TestServer, actor_claims, engagement_name, json_to_struct};
+use coachflow_integration_tests::{
+    Backend, Claims, Driver, TENANT, TestServer, actor_claims, engagement_name, json_to_struct,
+};
 use coachflow_server::proto::{self, engagement::State, model_service_client::ModelServiceClient};
 use serde_json::{Value, json};
 use tonic::Code;
@@ -247,7 +249,127 @@ async fn a_refusal_with_many_problems_reaches_a_client_with_the_default_metadata
     assert_eq!(validated.problems.len(), 400);
 }
 
+/// The trap of a firm's first model, through the binary: the warning when it is published,
+/// the engagement caught in it, the sponsor's premature sign-off refused, and the coach's
+/// repair.
+async fn an_engagement_caught_by_its_gate_is_repaired_by_the_coach(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let source = test_model_source("agreement");
+    let model = server.publish(&source).await;
+    assert_eq!(model.warnings.len(), 1, "{:?}", model.warnings);
+    assert_eq!(model.warnings[0].path, "spec.phases[0].exit.when");
+    assert!(
+        model.warnings[0].message.contains("outputs.agreement.signed"),
+        "{:?}",
+        model.warnings
+    );
+    let id = "trapped";
+    let name = engagement_name(id);
+    server.create_engagement(&model, id, 1).await;
+    let coach = Claims::person("coach-1", TENANT);
+    let sponsor = Claims::person("sponsor-1", TENANT);
+    let agreement = format!("{name}/tasks/agreement");
+    let completed = server
+        .engagements_with(&coach)
+        .complete_task(proto::CompleteTaskRequest {
+            name: agreement.clone(),
+            outputs: Some(json_to_struct(&json!({"notes": "signed on paper"}))),
+            ..Default::default()
+        })
+        .await
+        .expect("the coach completes the agreement without `signed`")
+        .into_inner();
+    let gate = completed.phase.and_then(|phase| phase.gate).expect("a gate");
+    assert!(!gate.ready && !gate.satisfied, "{gate:?}");
+    assert!(completed.tasks.is_empty(), "nothing left open: {:?}", completed.tasks);
+
+    let sign_off = || proto::SignOffPhaseRequest {
+        engagement: name.clone(),
+        role: "sponsor".to_owned(),
+        person: "sponsor-1".to_owned(),
+        ..Default::default()
+    };
+    let status = expect_code(
+        "a sign-off of a condition that does not hold",
+        server.engagements_with(&sponsor).sign_off_phase(sign_off()).await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(crate::support::reason(&status).as_deref(), Some("GATE_NOT_READY"));
+    let status = expect_code(
+        "a sponsor repairing",
+        server
+            .engagements_with(&sponsor)
+            .reopen_task(proto::ReopenTaskRequest {
+                name: agreement.clone(),
+                reason: "sponsor wants to".to_owned(),
+                ..Default::default()
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    assert_eq!(crate::support::reason(&status).as_deref(), Some("ROLE_REQUIRED"));
+
+    let reopened = server
+        .engagements_with(&coach)
+        .reopen_task(proto::ReopenTaskRequest {
+            name: agreement.clone(),
+            reason: "REPAIR-MARKER the signature box was missed".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("the coach reopens the agreement")
+        .into_inner();
+    assert!(
+        reopened
+            .tasks
+            .iter()
+            .any(|task| task.name == agreement && task.state() == proto::task::State::Open)
+    );
+    server
+        .engagements_with(&coach)
+        .complete_task(proto::CompleteTaskRequest {
+            name: agreement.clone(),
+            outputs: Some(json_to_struct(&json!({"signed": true}))),
+            ..Default::default()
+        })
+        .await
+        .expect("completed with the output");
+    let signed = server
+        .engagements_with(&sponsor)
+        .sign_off_phase(sign_off())
+        .await
+        .expect("the sponsor signs off a condition that holds")
+        .into_inner();
+    assert_eq!(signed.phase.map(|phase| phase.key), Some("coaching".to_owned()));
+
+    // The repair is audited: who and why for the coach, who (not why) for the sponsor.
+    let history = server.history(&name).await;
+    let repair = history
+        .iter()
+        .find(|event| event.r#type == "task_reopened")
+        .expect("the repair");
+    assert_eq!(repair.actor, "person/coach-1");
+    let sponsor_history = server
+        .engagements_with(&sponsor)
+        .get_history(proto::GetHistoryRequest {
+            name: name.clone(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("the sponsor's history")
+        .into_inner();
+    let repair = sponsor_history
+        .events
+        .iter()
+        .find(|event| event.r#type == "task_reopened")
+        .expect("the repair, for the sponsor");
+    assert_eq!(repair.withheld_fields, ["reason"]);
+    assert_eq!(repair.actor, "person/coach-1");
+}
+
 on_both_backends!(
+    an_engagement_caught_by_its_gate_is_repaired_by_the_coach,
     a_snake_case_grow_model_runs_end_to_end_with_a_loop,
     a_refusal_with_many_problems_reaches_a_client_with_the_default_metadata_limit,
 );

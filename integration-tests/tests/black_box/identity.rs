@@ -305,6 +305,35 @@ async fn call(server: &TestServer, who: Who, rpc: &str, engagement: &str) -> Res
                 })
                 .await,
         ),
+        "ReopenTask" => done(
+            engagements
+                .reopen_task(proto::ReopenTaskRequest {
+                    name: task("kickoff-meeting"),
+                    reason: "repair".to_owned(),
+                    ..Default::default()
+                })
+                .await,
+        ),
+        "MoveToPhase" => done(
+            engagements
+                .move_to_phase(proto::MoveToPhaseRequest {
+                    engagement: engagement.to_owned(),
+                    phase: "analysis".to_owned(),
+                    reason: "repair".to_owned(),
+                    ..Default::default()
+                })
+                .await,
+        ),
+        "WithdrawSignOff" => done(
+            engagements
+                .withdraw_sign_off(proto::WithdrawSignOffRequest {
+                    engagement: engagement.to_owned(),
+                    role: "sponsor".to_owned(),
+                    reason: "repair".to_owned(),
+                    ..Default::default()
+                })
+                .await,
+        ),
         "SuspendEngagement" => done(
             engagements
                 .suspend_engagement(proto::SuspendEngagementRequest {
@@ -400,11 +429,14 @@ fn matrix() -> Vec<(&'static str, Vec<Who>)> {
         ("AssignTask", vec![Lms, Coach]),
         ("SignOffPhase", vec![Sponsor]),
         ("AdvancePhase", vec![Lms, Coach]),
+        ("WithdrawSignOff", vec![Lms, Coach]),
+        ("ReopenTask", vec![Lms, Coach]),
         // The coach's task: the coach (its assignee) or the system; not the client.
         ("CompleteTask", vec![Lms, Coach]),
         ("SkipTask", vec![Lms, Coach]),
         ("SuspendEngagement", vec![Lms, Coach]),
         ("ResumeEngagement", vec![Lms, Coach]),
+        ("MoveToPhase", vec![Lms, Coach]),
         ("CancelEngagement", vec![Lms, Coach]),
     ]
 }

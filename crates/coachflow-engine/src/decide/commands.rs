@@ -490,10 +490,120 @@ impl Run<'_> {
                 ),
             ));
         }
+        if let Some(gate) = self.gate_status()
+            && !gate.ready
+        {
+            return Err(DomainError::precondition(
+                Reason::GateNotReady,
+                gate.explain_unready(&current.key),
+            ));
+        }
         self.emit(EventKind::PhaseSignedOff {
             phase: current.key,
             role: role.to_owned(),
             person: person.to_owned(),
+        });
+        self.settle()
+    }
+
+    // ----- repairs ---------------------------------------------------------------------
+
+    /// The reason a repair gives: required, at most 2,000 characters.
+    fn repair_reason(reason: &str) -> Result<String, DomainError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(DomainError::invalid("reason", "say why the engagement is repaired"));
+        }
+        if reason.chars().count() > 2_000 {
+            return Err(DomainError::invalid("reason", "must be at most 2000 characters"));
+        }
+        Ok(reason.to_owned())
+    }
+
+    pub(super) fn reopen_task(&mut self, instance: &str, reason: &str) -> Result<(), DomainError> {
+        self.require_active()?;
+        let reason = Self::repair_reason(reason)?;
+        self.task_id_of(instance)?;
+        let task = &self.state.tasks[instance];
+        if !matches!(
+            task.status,
+            TaskStatus::Completed | TaskStatus::Skipped | TaskStatus::Cancelled
+        ) {
+            return Err(DomainError::precondition(
+                Reason::TaskNotClosed,
+                format!(
+                    "task '{instance}' is {}; only a completed, skipped or cancelled task is reopened",
+                    task.status.as_str()
+                ),
+            ));
+        }
+        if self.live_iteration(task.phase.as_deref()) != Some(task.iteration) {
+            return Err(DomainError::precondition(
+                Reason::TaskNotUnderWay,
+                format!(
+                    "task '{instance}' belongs to iteration {} of phase '{}', which the engagement has left; move the engagement to that phase to do its work again",
+                    task.iteration,
+                    task.phase.as_deref().unwrap_or("throughout"),
+                ),
+            ));
+        }
+        self.emit(EventKind::TaskReopened {
+            id: instance.to_owned(),
+            reason,
+        });
+        self.open_instance(instance);
+        self.settle()
+    }
+
+    pub(super) fn move_to_phase(&mut self, phase: &str, reason: &str) -> Result<(), DomainError> {
+        self.require_active()?;
+        let reason = Self::repair_reason(reason)?;
+        let Some(target) = self.model.phase_index(phase) else {
+            let keys: Vec<&str> = self.model.phases().iter().map(|plan| plan.key.as_str()).collect();
+            return Err(DomainError::invalid(
+                "phase",
+                format!("unknown phase '{phase}'; the model has {}", keys.join(", ")),
+            ));
+        };
+        let Some(current) = self.state.phase.clone() else {
+            return Err(DomainError::precondition(
+                Reason::NoCurrentPhase,
+                "the engagement is in no phase",
+            ));
+        };
+        let iteration = current.iteration;
+        let key = current.key.clone();
+        self.close_work(|task_phase, task_iteration| task_phase == Some(key.as_str()) && task_iteration == iteration);
+        self.emit(EventKind::PhaseExited {
+            phase: current.key,
+            iteration,
+            to: phase.to_owned(),
+            reason,
+        });
+        self.enter_phase(target);
+        self.settle()
+    }
+
+    pub(super) fn withdraw_sign_off(&mut self, role: &str, reason: &str) -> Result<(), DomainError> {
+        self.require_active()?;
+        let reason = Self::repair_reason(reason)?;
+        let Some(current) = self.state.phase.clone() else {
+            return Err(DomainError::precondition(
+                Reason::NoCurrentPhase,
+                "the engagement is in no phase",
+            ));
+        };
+        let Some(person) = current.sign_offs.get(role).cloned() else {
+            return Err(DomainError::precondition(
+                Reason::NotSignedOff,
+                format!("role '{role}' has not signed off phase '{}'", current.key),
+            ));
+        };
+        self.emit(EventKind::PhaseSignOffWithdrawn {
+            phase: current.key,
+            role: role.to_owned(),
+            person,
+            reason: Some(reason),
         });
         self.settle()
     }

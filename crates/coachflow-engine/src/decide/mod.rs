@@ -56,6 +56,10 @@ pub struct GateStatus {
     pub missing_sign_offs: Vec<String>,
     /// The value of `exit.when`, or why it could not be evaluated; `None` without one.
     pub condition: Option<Result<bool, String>>,
+    /// The gate holds but for its sign-offs: `exit.when` holds as if every approval role had
+    /// signed off (or, without one, every non-optional task is done). Sign-offs are taken
+    /// only then, and withdrawn when it stops holding.
+    pub ready: bool,
 }
 
 impl GateStatus {
@@ -67,7 +71,19 @@ impl GateStatus {
             }
     }
 
-    fn explain(&self, phase: &str) -> String {
+    /// Why the phase cannot be signed off yet: what its condition still waits for.
+    fn explain_unready(&self, phase: &str) -> String {
+        let mut reasons = self.condition_reasons();
+        if reasons.is_empty() {
+            reasons.push("its exit condition is false".to_owned());
+        }
+        format!(
+            "phase '{phase}' cannot be signed off before its exit condition holds: {}",
+            reasons.join("; ")
+        )
+    }
+
+    fn condition_reasons(&self) -> Vec<String> {
         let mut reasons = Vec::new();
         let unfinished = (!self.unfinished_tasks.is_empty())
             .then(|| format!("tasks not done: {}", self.unfinished_tasks.join(", ")));
@@ -80,6 +96,11 @@ impl GateStatus {
             (Some(Err(error)), _) => reasons.push(format!("its exit condition failed: {error}")),
             _ => {}
         }
+        reasons
+    }
+
+    fn explain(&self, phase: &str) -> String {
+        let mut reasons = self.condition_reasons();
         if !self.missing_sign_offs.is_empty() {
             reasons.push(format!("sign-off missing from: {}", self.missing_sign_offs.join(", ")));
         }
@@ -220,6 +241,9 @@ impl<'a> Run<'a> {
             Action::SignOff { role, person } => self.sign_off(role, person),
             Action::AdvancePhase { expected_phase } => self.advance_phase(expected_phase.as_deref()),
             Action::FireTimer { timer } => self.fire_timer(timer),
+            Action::ReopenTask { task, reason } => self.reopen_task(task, reason),
+            Action::MoveToPhase { phase, reason } => self.move_to_phase(phase, reason),
+            Action::WithdrawSignOff { role, reason } => self.withdraw_sign_off(role, reason),
             Action::Suspend { reason } => self.suspend(reason.as_deref()),
             Action::Resume => self.resume(),
             Action::Cancel { reason } => self.cancel(reason.as_deref()),

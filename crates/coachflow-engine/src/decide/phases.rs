@@ -52,21 +52,55 @@ impl Run<'_> {
             .filter(|role| !current.sign_offs.contains_key(*role))
             .cloned()
             .collect();
-        let condition = plan.exit_when.as_ref().map(|condition| {
-            let variables = gate::variables(
-                self.model,
-                &self.state,
-                unfinished_tasks.is_empty(),
-                missing_sign_offs.is_empty(),
-                condition.needs(),
-            );
-            condition.evaluate(variables)
-        });
+        let evaluate = |approved: bool| {
+            plan.exit_when.as_ref().map(|condition| {
+                let variables = gate::variables(
+                    self.model,
+                    &self.state,
+                    unfinished_tasks.is_empty(),
+                    approved,
+                    condition.needs(),
+                );
+                condition.evaluate(variables)
+            })
+        };
+        let condition = evaluate(missing_sign_offs.is_empty());
+        let as_if_approved = if missing_sign_offs.is_empty() {
+            condition.clone()
+        } else {
+            evaluate(true)
+        };
+        let ready = match &as_if_approved {
+            Some(result) => *result == Ok(true),
+            None => unfinished_tasks.is_empty(),
+        };
         Some(GateStatus {
             unfinished_tasks,
             missing_sign_offs,
             condition,
+            ready,
         })
+    }
+
+    /// Withdraws the current phase's sign-offs when its condition no longer holds (a task
+    /// reopened, a stakeholder added with a task of their own): an approval is given to the
+    /// phase's work as it stood, not to work still to come. Returns whether any was.
+    pub(super) fn withdraw_stale_sign_offs(&mut self) -> bool {
+        let Some(current) = self.state.phase.clone() else {
+            return false;
+        };
+        if current.sign_offs.is_empty() || self.gate_status().is_none_or(|gate| gate.ready) {
+            return false;
+        }
+        for (role, person) in current.sign_offs {
+            self.emit(EventKind::PhaseSignOffWithdrawn {
+                phase: current.key.clone(),
+                role,
+                person,
+                reason: None,
+            });
+        }
+        true
     }
 
     /// Leaves the current phase: picks the transition, closes its remaining work, reaches
@@ -133,7 +167,7 @@ impl Run<'_> {
     /// Runs the engagement forward until nothing more happens on its own.
     pub(super) fn settle(&mut self) -> Result<(), DomainError> {
         while self.state.status == EngagementStatus::Active {
-            if self.start_ready_work() || self.reach_task_milestones() {
+            if self.start_ready_work() || self.reach_task_milestones() || self.withdraw_stale_sign_offs() {
                 continue;
             }
             let Some(gate) = self.gate_status() else { return Ok(()) };

@@ -227,7 +227,7 @@ impl Harness {
                 continue;
             }
             if let Some(gate) = gate_status(&self.model, &self.state) {
-                if let Some(role) = gate.missing_sign_offs.first() {
+                if let Some(role) = gate.missing_sign_offs.first().filter(|_| gate.ready) {
                     let person = self.state.people[role][0].clone();
                     self.ok(Action::SignOff {
                         role: role.clone(),

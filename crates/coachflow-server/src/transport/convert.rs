@@ -161,7 +161,19 @@ pub fn model(view: &ModelView, with_source: bool) -> proto::Model {
             .map(|milestone| milestone.key.clone())
             .collect(),
         throughout_tasks: document.spec.throughout.iter().map(|task| task.key.clone()).collect(),
+        warnings: problems(model.warnings()),
     }
+}
+
+/// Problems (or warnings) of a model, with their paths.
+pub fn problems(problems: &[coachflow_model::Problem]) -> Vec<proto::ModelProblem> {
+    problems
+        .iter()
+        .map(|problem| proto::ModelProblem {
+            path: problem.path.clone(),
+            message: problem.message.clone(),
+        })
+        .collect()
 }
 
 // ----- engagements -------------------------------------------------------------------------
@@ -231,6 +243,7 @@ pub fn engagement(view: &EngagementView) -> proto::Engagement {
                 Some(Err(error)) => error.clone(),
                 _ => String::new(),
             },
+            ready: gate.ready,
         });
         proto::CurrentPhase {
             key: phase.key.clone(),

@@ -112,6 +112,29 @@ enum ClientCommand {
     Advance {
         engagement: String,
     },
+    /// Repair: reopens a completed or skipped task, with a reason.
+    Reopen {
+        engagement: String,
+        task: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Repair: moves the engagement to another phase without completing this one.
+    MoveTo {
+        engagement: String,
+        #[arg(long)]
+        phase: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Repair: withdraws a role's sign-off of the current phase.
+    WithdrawSignOff {
+        engagement: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        reason: String,
+    },
     Suspend {
         engagement: String,
     },
@@ -361,6 +384,47 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<(), tonic::S
             engagements
                 .advance_phase(client.request(proto::AdvancePhaseRequest {
                     engagement: client.engagement(&engagement),
+                    ..Default::default()
+                }))
+                .await?
+        }
+        ClientCommand::Reopen {
+            engagement,
+            task,
+            reason,
+        } => {
+            engagements
+                .reopen_task(client.request(proto::ReopenTaskRequest {
+                    name: format!("{}/tasks/{task}", client.engagement(&engagement)),
+                    reason,
+                    ..Default::default()
+                }))
+                .await?
+        }
+        ClientCommand::MoveTo {
+            engagement,
+            phase,
+            reason,
+        } => {
+            engagements
+                .move_to_phase(client.request(proto::MoveToPhaseRequest {
+                    engagement: client.engagement(&engagement),
+                    phase,
+                    reason,
+                    ..Default::default()
+                }))
+                .await?
+        }
+        ClientCommand::WithdrawSignOff {
+            engagement,
+            role,
+            reason,
+        } => {
+            engagements
+                .withdraw_sign_off(client.request(proto::WithdrawSignOffRequest {
+                    engagement: client.engagement(&engagement),
+                    role,
+                    reason,
                     ..Default::default()
                 }))
                 .await?

@@ -193,6 +193,9 @@ fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
                     model.phases().len(),
                     model.tasks().len()
                 );
+                for warning in model.warnings() {
+                    println!("  warning: {warning}");
+                }
             }
             Ok(Err(problems)) => {
                 all_valid = false;

@@ -95,6 +95,9 @@ mutating_requests!(
     RecordCommitmentFollowUpRequest,
     SignOffPhaseRequest,
     AdvancePhaseRequest,
+    ReopenTaskRequest,
+    MoveToPhaseRequest,
+    WithdrawSignOffRequest,
     SuspendEngagementRequest,
     ResumeEngagementRequest,
     CancelEngagementRequest,
@@ -484,6 +487,70 @@ impl EngagementService for EngagementApi {
             let engagement = EngagementName::parse("engagement", &request.engagement)?;
             let action = Action::AdvancePhase {
                 expected_phase: non_empty(&request.expected_phase),
+            };
+            self.mutate(&principal, method, engagement, action, &request, rename(&[]))
+                .await
+        })
+        .await
+    }
+
+    async fn reopen_task(
+        &self,
+        request: Request<proto::ReopenTaskRequest>,
+    ) -> Result<Response<proto::Engagement>, Status> {
+        let method = method!("ReopenTask");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
+            let request = request.into_inner();
+            let task = TaskName::parse("name", &request.name)?;
+            let action = Action::ReopenTask {
+                task: task.task,
+                reason: request.reason.clone(),
+            };
+            self.mutate(
+                &principal,
+                method,
+                task.engagement,
+                action,
+                &request,
+                rename(&[("task", "name")]),
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn move_to_phase(
+        &self,
+        request: Request<proto::MoveToPhaseRequest>,
+    ) -> Result<Response<proto::Engagement>, Status> {
+        let method = method!("MoveToPhase");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
+            let request = request.into_inner();
+            let engagement = EngagementName::parse("engagement", &request.engagement)?;
+            let action = Action::MoveToPhase {
+                phase: request.phase.clone(),
+                reason: request.reason.clone(),
+            };
+            self.mutate(&principal, method, engagement, action, &request, rename(&[]))
+                .await
+        })
+        .await
+    }
+
+    async fn withdraw_sign_off(
+        &self,
+        request: Request<proto::WithdrawSignOffRequest>,
+    ) -> Result<Response<proto::Engagement>, Status> {
+        let method = method!("WithdrawSignOff");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
+            let request = request.into_inner();
+            let engagement = EngagementName::parse("engagement", &request.engagement)?;
+            let action = Action::WithdrawSignOff {
+                role: request.role.clone(),
+                reason: request.reason.clone(),
             };
             self.mutate(&principal, method, engagement, action, &request, rename(&[]))
                 .await

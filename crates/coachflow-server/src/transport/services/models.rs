@@ -121,17 +121,11 @@ impl ModelService for ModelApi {
                     key: model.key().to_owned(),
                     phase_count: u32::try_from(model.phases().len()).unwrap_or(u32::MAX),
                     task_count: u32::try_from(model.tasks().len()).unwrap_or(u32::MAX),
+                    warnings: convert::problems(model.warnings()),
                 },
                 Err(problems) => proto::ValidateModelResponse {
                     valid: false,
-                    problems: problems
-                        .0
-                        .iter()
-                        .map(|problem| proto::ModelProblem {
-                            path: problem.path.clone(),
-                            message: problem.message.clone(),
-                        })
-                        .collect(),
+                    problems: convert::problems(&problems.0),
                     ..proto::ValidateModelResponse::default()
                 },
             })
