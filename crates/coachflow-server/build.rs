@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "coachflow/v1/models.proto",
         "coachflow/v1/engagements.proto",
         "coachflow/v1/events.proto",
+        "google/longrunning/operations.proto",
+        "google/rpc/status.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());

@@ -1,6 +1,7 @@
 //! gRPC clients of a test server, acting as a person or a service, and the reads every test
 //! needs (an engagement, its whole history, publishing a built-in model).
 
+use coachflow_server::proto::google::longrunning::operations_client::OperationsClient;
 use coachflow_server::proto::{
     self, engagement_service_client::EngagementServiceClient, event_service_client::EventServiceClient,
     model_service_client::ModelServiceClient,
@@ -71,6 +72,7 @@ impl Interceptor for Bearer {
 pub type Models = ModelServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Engagements = EngagementServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Events = EventServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Operations = OperationsClient<InterceptedService<Channel, Bearer>>;
 
 /// The actor of requests that name none: the L&D system driving engagements.
 pub const SERVICE_ACTOR: &str = "service/lms";
@@ -122,6 +124,14 @@ impl TestServer {
 
     pub fn engagements_with(&self, claims: &Claims) -> Engagements {
         EngagementServiceClient::with_interceptor(self.channel(), self.bearer(claims))
+    }
+
+    pub fn operations(&self) -> Operations {
+        self.operations_with(&actor_claims(SERVICE_ACTOR))
+    }
+
+    pub fn operations_with(&self, claims: &Claims) -> Operations {
+        OperationsClient::with_interceptor(self.channel(), self.bearer(claims))
     }
 
     pub fn events(&self) -> Events {

@@ -15,7 +15,7 @@ pub mod identity;
 pub mod proxy;
 pub mod server;
 
-pub use client::{Bearer, Engagements, Events, Models, TENANT, actor_claims, engagement_name, task_name};
+pub use client::{Bearer, Engagements, Events, Models, Operations, TENANT, actor_claims, engagement_name, task_name};
 pub use drive::{Driver, default_outputs, json_to_struct, parse_model};
 pub use identity::{Claims, KeyKind, TestIssuer};
 pub use server::{Backend, START_TIME, ServerBuilder, TestClock, TestDatabase, TestServer, start_time};

@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, Utc};
 use coachflow_broker::cloudevents::{CloudEvent, ContentMode, message};
 use coachflow_engine::{
-    Action, Actor, Audience, Command, EngagementRef, EngagementState, GoalStatus, PUBLIC_EVENTS, decide,
+    Action, Actor, Audience, Command, Decision, EngagementRef, EngagementState, GoalStatus, Mapping, Migration,
+    PUBLIC_EVENTS, decide, migrate,
 };
 use coachflow_integration_tests::amqp::field_table_to_json;
 use coachflow_integration_tests::contract::{BINARY_CONTENT_TYPE, Contract};
@@ -126,6 +127,26 @@ impl Engagement {
         let name = action.name();
         let decision = decide(&self.model, &self.state, &Command { actor, action }, self.now)
             .unwrap_or_else(|error| panic!("{name}: {error:?}"));
+        self.record(decision);
+    }
+
+    /// Moves the engagement to `to` (version 2 of its model) with `mapping`.
+    fn migrate(&mut self, to: Model, mapping: &Mapping) {
+        let migration = Migration {
+            from: &self.model,
+            to: &to,
+            to_version: 2,
+            mapping,
+            reason: "the firm renamed a phase",
+        };
+        let decision = migrate(&migration, &self.state, &Actor::Person("coach-7".to_owned()), self.now)
+            .unwrap_or_else(|conflicts| panic!("migrate: {conflicts:?}"));
+        self.model = to;
+        self.record(decision);
+    }
+
+    /// Keeps the decision's public events, as the outbox holds them, and its state.
+    fn record(&mut self, decision: Decision) {
         let engagement = EngagementRef { name: &self.name };
         let rows = outbox_rows(TENANT, engagement, &self.model, &Audience::default(), &decision, None);
         let id = self.name.rsplit('/').next().unwrap_or_default().to_owned();
@@ -178,7 +199,8 @@ impl Engagement {
     }
 }
 
-/// Public events of every type, from two engagements run to their ends.
+/// Public events of every type, from three engagements: one run to its end, one moved to
+/// version 2 of the model, one cancelled.
 /// A public event as the outbox holds it (written by the server's own mapping), and its data.
 #[derive(Debug, Clone)]
 struct Published {
@@ -254,12 +276,25 @@ fn events_of_every_type() -> Vec<Published> {
     engagement.advance(Duration::weeks(1));
     engagement.complete("calls#2", json!({}));
 
+    // Version 2 renames the coaching phase; an engagement still in intake moves to it.
+    let mut migrated = Engagement::start("eng-3", "2026-03-02T08:00:00Z");
+    let v2 = Model::from_text(&MODEL.replace("key: coaching\n", "key: coaching_calls\n"))
+        .unwrap_or_else(|problems| panic!("version 2: {problems}"));
+    migrated.migrate(
+        v2,
+        &Mapping {
+            phases: BTreeMap::from([("coaching".to_owned(), "coaching_calls".to_owned())]),
+            ..Mapping::default()
+        },
+    );
+
     let mut cancelled = Engagement::start("eng-2", "2026-03-02T08:00:00Z");
     cancelled.run(Action::Cancel {
         reason: Some("budget cut".to_owned()),
     });
 
     let mut events = engagement.published;
+    events.extend(migrated.published);
     events.extend(cancelled.published);
     events
 }

@@ -9,6 +9,8 @@ pub use sea_orm_migration::MigratorTrait;
 mod m20261121_000001_initial;
 mod m20261122_000002_relay;
 mod m20261201_000003_identity;
+mod m20261201_000004_model_versions;
+mod m20261201_000005_operations;
 
 /// All of Coachflow's migrations, oldest first.
 #[derive(Debug)]
@@ -21,6 +23,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_initial::Migration),
             Box::new(m20261122_000002_relay::Migration),
             Box::new(m20261201_000003_identity::Migration),
+            Box::new(m20261201_000004_model_versions::Migration),
+            Box::new(m20261201_000005_operations::Migration),
         ]
     }
 }

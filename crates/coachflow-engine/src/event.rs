@@ -43,6 +43,20 @@ pub enum EventKind {
     EngagementCancelled {
         reason: Option<String>,
     },
+    /// The engagement moved to another version of its model. Renamed phases and tasks keep
+    /// their instances (with their ids), under the new keys.
+    EngagementMigrated {
+        model_key: String,
+        from_version: u32,
+        to_version: u32,
+        /// Old phase key → new, for the phases that were renamed.
+        #[serde(default)]
+        phases: BTreeMap<String, String>,
+        /// Old task key → new, for the tasks that were renamed.
+        #[serde(default)]
+        tasks: BTreeMap<String, String>,
+        reason: String,
+    },
     PhaseEntered {
         phase: String,
         iteration: u32,
@@ -116,6 +130,11 @@ pub enum EventKind {
     TaskReopened {
         id: String,
         reason: String,
+    },
+    /// An open task's due date was recomputed (its model version changed it).
+    TaskRescheduled {
+        id: String,
+        due_at: Option<DateTime<Utc>>,
     },
     TaskDueSoon {
         id: String,
@@ -209,6 +228,7 @@ impl EventKind {
             EventKind::EngagementResumed => ("engagement", "resumed"),
             EventKind::EngagementCompleted => ("engagement", "completed"),
             EventKind::EngagementCancelled { .. } => ("engagement", "cancelled"),
+            EventKind::EngagementMigrated { .. } => ("engagement", "migrated"),
             EventKind::PhaseEntered { .. } => ("phase", "entered"),
             EventKind::PhaseCompleted { .. } => ("phase", "completed"),
             EventKind::TaskOpened { .. } => ("task", "opened"),
@@ -233,6 +253,7 @@ impl EventKind {
             | EventKind::EngagementSuspended { .. }
             | EventKind::EngagementCancelled { .. }
             | EventKind::TaskReopened { .. }
+            | EventKind::EngagementMigrated { .. }
             | EventKind::PhaseExited { .. }
             | EventKind::PhaseSignOffWithdrawn { .. } => &["reason"],
             EventKind::GoalSet { .. } => &["title", "measure", "target"],
@@ -251,6 +272,7 @@ impl EventKind {
             EventKind::EngagementResumed => "engagement_resumed",
             EventKind::EngagementCompleted => "engagement_completed",
             EventKind::EngagementCancelled { .. } => "engagement_cancelled",
+            EventKind::EngagementMigrated { .. } => "engagement_migrated",
             EventKind::PhaseEntered { .. } => "phase_entered",
             EventKind::PhaseSignedOff { .. } => "phase_signed_off",
             EventKind::PhaseCompleted { .. } => "phase_completed",
@@ -264,6 +286,7 @@ impl EventKind {
             EventKind::TaskSkipped { .. } => "task_skipped",
             EventKind::TaskCancelled { .. } => "task_cancelled",
             EventKind::TaskReopened { .. } => "task_reopened",
+            EventKind::TaskRescheduled { .. } => "task_rescheduled",
             EventKind::TaskDueSoon { .. } => "task_due_soon",
             EventKind::TaskOverdue { .. } => "task_overdue",
             EventKind::TaskEscalated { .. } => "task_escalated",

@@ -49,7 +49,7 @@ pub(crate) fn tally(state: &EngagementState, task: &str, iteration: u32) -> Task
     {
         count(&mut tally, instance);
     }
-    if let Some(series) = state.series.get(&crate::ids::series_id(task, iteration)) {
+    if let Some(series) = state.series_of(task, iteration) {
         tally.series_finished = Some(matches!(
             series.status,
             SeriesStatus::Finished | SeriesStatus::Cancelled

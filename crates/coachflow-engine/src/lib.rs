@@ -17,6 +17,7 @@ mod state;
 mod visibility;
 
 pub use command::{Action, Actor, Command};
+pub use decide::migration::{Conflict, Disposition, Mapping, Migration, conflicts, mapping_problems, migrate};
 pub use decide::{Decision, Effect, GateStatus, decide, gate_status};
 pub use error::{DomainError, FieldViolation, Reason};
 pub use event::{Event, EventKind, SCHEMA_VERSION};

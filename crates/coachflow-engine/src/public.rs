@@ -7,6 +7,8 @@
 //! outputs never do, whatever their visibility. Person ids are passed through as the opaque
 //! ids the caller gave.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use coachflow_model::{Model, OutputType};
 use serde_json::{Map, Value, json};
@@ -16,12 +18,13 @@ use crate::state::{EngagementState, EngagementStatus};
 use crate::visibility::Viewer;
 
 /// Every `(entity, action)` a public event can have, as [`EventKind::public_name`] gives it.
-pub const PUBLIC_EVENTS: [(&str, &str); 16] = [
+pub const PUBLIC_EVENTS: [(&str, &str); 17] = [
     ("engagement", "started"),
     ("engagement", "suspended"),
     ("engagement", "resumed"),
     ("engagement", "completed"),
     ("engagement", "cancelled"),
+    ("engagement", "migrated"),
     ("phase", "entered"),
     ("phase", "completed"),
     ("task", "opened"),
@@ -121,6 +124,35 @@ pub fn public_event(
         }
         EventKind::EngagementCancelled { .. } => {
             data.insert("state".to_owned(), Value::from(EngagementStatus::Cancelled.as_str()));
+        }
+        EventKind::EngagementMigrated {
+            model_key,
+            from_version,
+            to_version,
+            phases,
+            tasks,
+            ..
+        } => {
+            let renames = |renames: &BTreeMap<String, String>| {
+                Value::Object(
+                    renames
+                        .iter()
+                        .map(|(from, to)| (from.clone(), Value::from(to.as_str())))
+                        .collect(),
+                )
+            };
+            data.insert("renamed_phases".to_owned(), renames(phases));
+            data.insert("renamed_tasks".to_owned(), renames(tasks));
+            data.insert("model".to_owned(), Value::from(model_key.as_str()));
+            data.insert("from_version".to_owned(), Value::from(*from_version));
+            data.insert("to_version".to_owned(), Value::from(*to_version));
+            data.insert(
+                "phase".to_owned(),
+                state
+                    .phase
+                    .as_ref()
+                    .map_or(Value::Null, |phase| Value::from(phase.key.as_str())),
+            );
         }
         EventKind::PhaseEntered { phase, iteration } => {
             data.insert("phase".to_owned(), Value::from(phase.as_str()));

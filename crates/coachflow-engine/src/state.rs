@@ -322,9 +322,60 @@ impl EngagementState {
         self.people.values().flatten().any(|bound| bound == person)
     }
 
+    /// The occurrence series of `task` in `iteration` of its phase. Found by its task and
+    /// iteration, not its id: the id keeps the key the task had when the series began (a
+    /// migration may have renamed the task since).
+    pub fn series_of(&self, task: &str, iteration: u32) -> Option<&Series> {
+        self.series
+            .values()
+            .find(|series| series.task == task && series.iteration == iteration)
+    }
+
     /// Tasks that are open now.
     pub fn open_tasks(&self) -> impl Iterator<Item = &TaskInstance> {
         self.tasks.values().filter(|task| task.status == TaskStatus::Open)
+    }
+
+    /// Renames phase and task keys everywhere the state holds them (a migration); ids of
+    /// instances, series and timers stay.
+    fn rename(&mut self, phases: &BTreeMap<String, String>, tasks: &BTreeMap<String, String>) {
+        let phase = |key: &mut String| {
+            if let Some(renamed) = phases.get(key.as_str()) {
+                key.clone_from(renamed);
+            }
+        };
+        let task = |key: &mut String| {
+            if let Some(renamed) = tasks.get(key.as_str()) {
+                key.clone_from(renamed);
+            }
+        };
+        if let Some(current) = &mut self.phase {
+            phase(&mut current.key);
+        }
+        self.phase_iterations = std::mem::take(&mut self.phase_iterations)
+            .into_iter()
+            .map(|(key, iteration)| (phases.get(&key).cloned().unwrap_or(key), iteration))
+            .collect();
+        for instance in self.tasks.values_mut() {
+            task(&mut instance.task);
+            if let Some(key) = &mut instance.phase {
+                phase(key);
+            }
+        }
+        for series in self.series.values_mut() {
+            task(&mut series.task);
+            if let Some(key) = &mut series.phase {
+                phase(key);
+            }
+        }
+        for record in &mut self.milestones {
+            if let Some(key) = &mut record.task {
+                task(key);
+            }
+            if let Some(key) = &mut record.phase {
+                phase(key);
+            }
+        }
     }
 
     /// Applies one event in place. Events come from [`crate::decide`], which checked them;
@@ -362,6 +413,15 @@ impl EngagementState {
                 self.status = EngagementStatus::Completed;
                 self.ended_at = Some(at);
                 self.phase = None;
+            }
+            EventKind::EngagementMigrated {
+                to_version,
+                phases,
+                tasks,
+                ..
+            } => {
+                self.model_version = *to_version;
+                self.rename(phases, tasks);
             }
             EventKind::EngagementCancelled { .. } => {
                 self.status = EngagementStatus::Cancelled;
@@ -423,10 +483,11 @@ impl EngagementState {
                         skip_reason: None,
                     },
                 );
-                if let (Some(_), Some(series)) = (
-                    occurrence,
-                    self.series.get_mut(&crate::ids::series_id(task, *iteration)),
-                ) {
+                let series = self
+                    .series
+                    .values_mut()
+                    .find(|series| series.task == *task && series.iteration == *iteration);
+                if let (Some(_), Some(series)) = (occurrence, series) {
                     series.occurrences += 1;
                     series.last_occurrence_at = *scheduled_at;
                 }
@@ -479,6 +540,14 @@ impl EngagementState {
                 if let Some(task) = self.tasks.get_mut(id) {
                     task.status = TaskStatus::Cancelled;
                     task.closed_at = Some(at);
+                }
+            }
+            EventKind::TaskRescheduled { id, due_at } => {
+                if let Some(task) = self.tasks.get_mut(id) {
+                    task.due_at = *due_at;
+                    task.due_soon = false;
+                    task.overdue = false;
+                    task.escalated = false;
                 }
             }
             EventKind::TaskDueSoon { id, .. } => {

@@ -6,6 +6,7 @@
 //! describes the format, and [`render_mermaid`] draws it. Nothing here does IO.
 
 mod compile;
+mod diff;
 mod document;
 mod duration;
 mod expression;
@@ -17,6 +18,7 @@ mod schedule;
 pub use cel;
 pub use compile::INTEGRATION_AUDIENCE;
 pub use compile::{KEY_PATTERN, MAX_KEY_LENGTH, Problem, Problems, compile, is_valid_key};
+pub use diff::{Change, Impact, ModelDiff, diff};
 pub use document::{
     API_VERSION, DURATION_PATTERN, Exit, KIND, Metadata, Milestone, Output, OutputType, Phase, ProcessModel, Repeat,
     Role, Spec, Task, TaskKind, Transition,

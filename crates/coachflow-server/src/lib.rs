@@ -6,9 +6,28 @@
 //! are shared by all three.
 
 pub mod proto {
-    //! Code generated from `proto/coachflow/v1` by `build.rs`.
+    //! Code generated from `proto/` by `build.rs`, in modules that mirror the packages (the
+    //! generated code refers across packages by relative paths); `coachflow.v1` is also
+    //! here at the top.
     #![allow(missing_debug_implementations, unreachable_pub, clippy::all, clippy::pedantic)]
-    tonic::include_proto!("coachflow.v1");
+
+    pub mod coachflow {
+        pub mod v1 {
+            tonic::include_proto!("coachflow.v1");
+        }
+    }
+
+    /// `google.longrunning` and the `google.rpc.Status` it carries (AIP-151).
+    pub mod google {
+        pub mod longrunning {
+            tonic::include_proto!("google.longrunning");
+        }
+        pub mod rpc {
+            tonic::include_proto!("google.rpc");
+        }
+    }
+
+    pub use coachflow::v1::*;
 
     /// The encoded descriptor set of the contract, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("coachflow_descriptor");

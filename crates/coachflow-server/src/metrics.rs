@@ -43,6 +43,10 @@ pub const AUTH_FAILURES: &str = "coachflow_auth_failures_total";
 pub const CONTENT_READS: &str = "coachflow_content_reads_total";
 /// Expired idempotency keys deleted by housekeeping.
 pub const IDEMPOTENCY_KEYS_EXPIRED: &str = "coachflow_idempotency_keys_expired_total";
+/// Engagements moved to another version of their model.
+pub const ENGAGEMENTS_MIGRATED: &str = "coachflow_engagements_migrated_total";
+/// Engagements a bulk migration worked on, by `outcome`.
+pub const OPERATION_ITEMS: &str = "coachflow_operation_items_total";
 
 fn describe() {
     describe_counter!(
@@ -68,6 +72,16 @@ fn describe() {
         "Requests answered from the idempotency store"
     );
     describe_counter!(TIMERS_FIRED, Unit::Count, "Timers fired by this replica, by outcome");
+    describe_counter!(
+        ENGAGEMENTS_MIGRATED,
+        Unit::Count,
+        "Engagements moved to another version of their model"
+    );
+    describe_counter!(
+        OPERATION_ITEMS,
+        Unit::Count,
+        "Engagements a bulk migration of this replica worked on, by outcome"
+    );
     describe_histogram!(TIMER_LAG, Unit::Seconds, "From when a timer was due to when it fired");
     describe_gauge!(ENGAGEMENTS, Unit::Count, "Engagements stored, by state");
     describe_gauge!(OPEN_TASKS, Unit::Count, "Open tasks across all engagements");

@@ -7,7 +7,7 @@ use coachflow_engine::EngagementState;
 use sea_orm::sea_query::{Expr, Func, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement};
 
-use crate::convert::{to_u32, to_u64};
+use crate::convert::{to_i32, to_u32, to_u64};
 use crate::entity::{engagement, engagement_person, event};
 use crate::history::decode_event;
 use crate::{Store, StoreError};
@@ -26,6 +26,8 @@ pub struct LoadedEngagement {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngagementFilter {
     pub model_key: Option<String>,
+    /// With `model_key`: only engagements on this version of it.
+    pub model_version: Option<u32>,
     /// `active`, `suspended`, `completed` or `cancelled`.
     pub status: Option<String>,
     /// The current phase's key.
@@ -194,6 +196,9 @@ impl Store {
         let mut query = engagement::Entity::find().filter(engagement::Column::Tenant.eq(tenant));
         if let Some(model_key) = &filter.model_key {
             query = query.filter(engagement::Column::ModelKey.eq(model_key));
+        }
+        if let Some(version) = filter.model_version {
+            query = query.filter(engagement::Column::ModelVersion.eq(to_i32(version, "model version")?));
         }
         if let Some(status) = &filter.status {
             query = query.filter(engagement::Column::Status.eq(status));

@@ -16,6 +16,7 @@ mod error;
 mod history;
 mod idempotency;
 mod models;
+mod operations;
 mod outbox;
 mod tasks;
 #[cfg(feature = "testing")]
@@ -29,6 +30,7 @@ pub use engagements::{EngagementFilter, EngagementSummary, LoadedEngagement};
 pub use error::StoreError;
 pub use idempotency::{NewIdempotencyKey, StoredIdempotencyKey};
 pub use models::{NewModelVersion, StoredModel};
+pub use operations::{NewOperation, OperationItem, OperationStatus, PENDING_OUTCOME, StoredOperation};
 pub use outbox::{NewOutboxEvent, OutboxBacklog, OutboxRow};
 pub use tasks::{OpenTaskCounts, TaskCursor, TaskFilter, TaskQueue, TaskRow};
 pub use timers::DueTimer;

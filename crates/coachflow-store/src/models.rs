@@ -48,6 +48,8 @@ pub struct StoredModel {
     pub document: String,
     pub checksum: String,
     pub created_at: DateTime<Utc>,
+    /// When the version was deprecated (no new engagements start on it).
+    pub deprecated_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<model_version::Model> for StoredModel {
@@ -65,6 +67,7 @@ impl TryFrom<model_version::Model> for StoredModel {
             document: row.document,
             checksum: row.checksum,
             created_at: row.created_at,
+            deprecated_at: row.deprecated_at,
         })
     }
 }
@@ -83,6 +86,7 @@ impl From<NewModelVersion> for StoredModel {
             document: model.document,
             checksum: model.checksum,
             created_at: model.created_at,
+            deprecated_at: None,
         }
     }
 }
@@ -129,6 +133,54 @@ impl Store {
             None => query.order_by_desc(model_version::Column::Version),
         };
         query.one(&self.db).await?.map(StoredModel::try_from).transpose()
+    }
+
+    /// The latest version of a model that is not deprecated: the one new engagements start
+    /// on when they name no version.
+    pub async fn latest_usable_model(&self, tenant: &str, key: &str) -> Result<Option<StoredModel>, StoreError> {
+        model_version::Entity::find()
+            .filter(model_version::Column::Tenant.eq(tenant))
+            .filter(model_version::Column::Key.eq(key))
+            .filter(model_version::Column::DeprecatedAt.is_null())
+            .order_by_desc(model_version::Column::Version)
+            .one(&self.db)
+            .await?
+            .map(StoredModel::try_from)
+            .transpose()
+    }
+
+    /// Deprecates a version (`at` given) or undoes it (`None`); the version as it is then,
+    /// `None` if it does not exist. Deprecating a deprecated version keeps its first time.
+    pub async fn set_model_deprecated(
+        &self,
+        tenant: &str,
+        key: &str,
+        version: u32,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Option<StoredModel>, StoreError> {
+        let version = to_i32(version, "model version")?;
+        let mut update = model_version::Entity::update_many()
+            .col_expr(model_version::Column::DeprecatedAt, Expr::value(at))
+            .filter(model_version::Column::Tenant.eq(tenant))
+            .filter(model_version::Column::Key.eq(key))
+            .filter(model_version::Column::Version.eq(version));
+        if at.is_some() {
+            update = update.filter(model_version::Column::DeprecatedAt.is_null());
+        }
+        let (transaction, _turn) = self.begin_write().await?;
+        let outcome = async {
+            update.exec(&transaction).await?;
+            model_version::Entity::find()
+                .filter(model_version::Column::Tenant.eq(tenant))
+                .filter(model_version::Column::Key.eq(key))
+                .filter(model_version::Column::Version.eq(version))
+                .one(&transaction)
+                .await?
+                .map(StoredModel::try_from)
+                .transpose()
+        }
+        .await;
+        finish(transaction, outcome).await
     }
 
     /// The latest version of each of the tenant's models, ordered by key, after `after_key`.
@@ -233,6 +285,7 @@ async fn publish_in(
         document: model.document.clone(),
         checksum: model.checksum.clone(),
         created_at: model.created_at,
+        deprecated_at: None,
     };
     let inserted = model_version::Entity::insert(sea_orm::IntoActiveModel::into_active_model(row.clone()))
         .exec_without_returning(transaction)

@@ -12,6 +12,7 @@ use coachflow_integration_tests::{
     Backend, Claims, KeyKind, TENANT, TestServer, default_outputs, engagement_name, parse_model, task_name,
 };
 use coachflow_server::proto;
+use coachflow_server::proto::google::longrunning;
 use futures_util::StreamExt as _;
 use prost::Message as _;
 use serde_json::json;
@@ -120,6 +121,8 @@ async fn call(server: &TestServer, who: Who, rpc: &str, engagement: &str) -> Res
     let mut models = server.models_with(&claims);
     let mut engagements = server.engagements_with(&claims);
     let mut events = server.events_with(&claims);
+    let mut operations = server.operations_with(&claims);
+    let operation = || format!("{}/operations/no-such-operation", parent());
     let task = |instance: &str| task_name(engagement, instance);
     let passed = |result: Result<(), Status>| match result {
         Err(status) if matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated) => Err(status),
@@ -396,6 +399,94 @@ async fn call(server: &TestServer, who: Who, rpc: &str, engagement: &str) -> Res
                 .await
                 .map(|_| ()),
         ),
+        "DeprecateModelVersion" => passed(
+            models
+                .deprecate_model_version(proto::DeprecateModelVersionRequest {
+                    name: format!("{}@99", model_name("four-stage")),
+                })
+                .await
+                .map(|_| ()),
+        ),
+        "UndeprecateModelVersion" => passed(
+            models
+                .undeprecate_model_version(proto::UndeprecateModelVersionRequest {
+                    name: format!("{}@99", model_name("four-stage")),
+                })
+                .await
+                .map(|_| ()),
+        ),
+        "DiffModelVersions" => passed(
+            models
+                .diff_model_versions(proto::DiffModelVersionsRequest {
+                    name: model_name("four-stage"),
+                    from_version: 1,
+                    to_version: 1,
+                })
+                .await
+                .map(|_| ()),
+        ),
+        "MigrateEngagement" => passed(
+            engagements
+                .migrate_engagement(proto::MigrateEngagementRequest {
+                    engagement: engagement.to_owned(),
+                    to_version: 99,
+                    reason: "a new version".to_owned(),
+                    validate_only: true,
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+        ),
+        "MigrateEngagements" => passed(
+            engagements
+                .migrate_engagements(proto::MigrateEngagementsRequest {
+                    parent: parent(),
+                    model: model_name("four-stage"),
+                    from_version: 1,
+                    to_version: 99,
+                    reason: "a new version".to_owned(),
+                    validate_only: true,
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+        ),
+        "GetOperation" => passed(
+            operations
+                .get_operation(longrunning::GetOperationRequest { name: operation() })
+                .await
+                .map(|_| ()),
+        ),
+        "ListOperations" => passed(
+            operations
+                .list_operations(longrunning::ListOperationsRequest {
+                    name: parent(),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+        ),
+        "WaitOperation" => passed(
+            operations
+                .wait_operation(longrunning::WaitOperationRequest {
+                    name: operation(),
+                    timeout: Some(prost_types::Duration::default()),
+                })
+                .await
+                .map(|_| ()),
+        ),
+        "CancelOperation" => passed(
+            operations
+                .cancel_operation(longrunning::CancelOperationRequest { name: operation() })
+                .await
+                .map(|_| ()),
+        ),
+        "DeleteOperation" => passed(
+            operations
+                .delete_operation(longrunning::DeleteOperationRequest { name: operation() })
+                .await
+                .map(|_| ()),
+        ),
         other => panic!("no call for {other}"),
     }
 }
@@ -414,7 +505,16 @@ fn matrix() -> Vec<(&'static str, Vec<Who>)> {
         ("ListModels", tenant.clone()),
         ("ListModelVersions", tenant.clone()),
         ("RenderModel", tenant.clone()),
+        ("DiffModelVersions", tenant.clone()),
+        ("DeprecateModelVersion", vec![Lms]),
+        ("UndeprecateModelVersion", vec![Lms]),
         ("CreateEngagement", vec![Lms]),
+        ("MigrateEngagements", vec![Lms]),
+        ("GetOperation", vec![Lms]),
+        ("ListOperations", vec![Lms]),
+        ("WaitOperation", vec![Lms]),
+        ("CancelOperation", vec![Lms]),
+        ("DeleteOperation", vec![Lms]),
         ("GetEngagement", bound.clone()),
         ("ListEngagements", tenant.clone()),
         ("ListTasks", tenant),
@@ -431,6 +531,7 @@ fn matrix() -> Vec<(&'static str, Vec<Who>)> {
         ("AdvancePhase", vec![Lms, Coach]),
         ("WithdrawSignOff", vec![Lms, Coach]),
         ("ReopenTask", vec![Lms, Coach]),
+        ("MigrateEngagement", vec![Lms, Coach]),
         // The coach's task: the coach (its assignee) or the system; not the client.
         ("CompleteTask", vec![Lms, Coach]),
         ("SkipTask", vec![Lms, Coach]),

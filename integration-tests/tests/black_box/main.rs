@@ -46,6 +46,7 @@ mod engagements;
 mod events;
 mod firm_models;
 mod identity;
+mod migration;
 mod replicas;
 mod support;
 mod transport;

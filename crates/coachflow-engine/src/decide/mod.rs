@@ -24,6 +24,7 @@ use crate::state::{
 };
 
 mod commands;
+pub(crate) mod migration;
 mod phases;
 mod tasks;
 mod timers;

@@ -92,14 +92,26 @@ impl Run<'_> {
         else {
             return;
         };
-        let plan = self.model.task(task);
-        let due_at = plan.due.and_then(|due| self.later(&due));
-        let reminders = plan.reminders.clone();
-        let escalate_at = plan.escalate_after.and_then(|delay| self.later(&delay));
+        let due_at = self.model.task(task).due.and_then(|due| self.later(&due));
         self.emit(EventKind::TaskOpened {
             id: instance.to_owned(),
             due_at,
         });
+        self.schedule_task_timers(instance, task, self.now, due_at);
+    }
+
+    /// Schedules an open instance's reminders (those still ahead), its due timer at
+    /// `due_at` and its escalation, counted from `opened_at`.
+    pub(super) fn schedule_task_timers(
+        &mut self,
+        instance: &str,
+        task: TaskId,
+        opened_at: DateTime<Utc>,
+        due_at: Option<DateTime<Utc>>,
+    ) {
+        let plan = self.model.task(task);
+        let reminders = plan.reminders.clone();
+        let escalate_at = plan.escalate_after.and_then(|delay| delay.after(opened_at, self.zone));
         if let Some(due_at) = due_at {
             for (index, reminder) in reminders.iter().enumerate() {
                 if let Some(at) = reminder.before(due_at, self.zone).filter(|at| *at > self.now) {

@@ -11,19 +11,25 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use coachflow_engine::{Actor, Audience, EngagementState, Viewer};
+use serde::{Deserialize, Serialize};
 
 /// A power a token's `scope` claim grants a system (an L&D platform, an HRIS).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Scope {
     /// Publish and deprecate model versions.
+    #[serde(rename = "models:write")]
     ModelsWrite,
     /// Start and drive engagements, as an L&D platform does.
+    #[serde(rename = "engagements:write")]
     EngagementsWrite,
     /// Read the progress of every engagement of the tenant.
+    #[serde(rename = "engagements:read")]
     EngagementsRead,
     /// Watch the tenant's public events.
+    #[serde(rename = "events:read")]
     EventsRead,
     /// Break-glass reading of content; every such read is itself recorded.
+    #[serde(rename = "content:read")]
     ContentRead,
 }
 
@@ -52,7 +58,8 @@ impl Scope {
 }
 
 /// Which tenants a principal reaches.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Tenancy {
     /// The tenant its token names, and no other.
     One(String),
@@ -60,7 +67,8 @@ pub enum Tenancy {
     Any,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PrincipalKind {
     /// A caller with a verified token.
     Token,
@@ -70,8 +78,8 @@ pub enum PrincipalKind {
     Service,
 }
 
-/// A verified caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A verified caller (serialized with the long-running operations that act as it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     /// The token's `sub`: a person id bound in engagements, or a system's name.
     pub subject: String,
@@ -190,6 +198,15 @@ pub const POLICY: &[(&str, Access)] = &[
     ("coachflow.v1.ModelService/ListModelVersions", Access::Tenant),
     ("coachflow.v1.ModelService/RenderModel", Access::Tenant),
     (
+        "coachflow.v1.ModelService/DeprecateModelVersion",
+        Access::Scope(Scope::ModelsWrite),
+    ),
+    (
+        "coachflow.v1.ModelService/UndeprecateModelVersion",
+        Access::Scope(Scope::ModelsWrite),
+    ),
+    ("coachflow.v1.ModelService/DiffModelVersions", Access::Tenant),
+    (
         "coachflow.v1.EngagementService/CreateEngagement",
         Access::Scope(Scope::EngagementsWrite),
     ),
@@ -220,12 +237,37 @@ pub const POLICY: &[(&str, Access)] = &[
     ("coachflow.v1.EngagementService/ReopenTask", Access::Roles(COACH)),
     ("coachflow.v1.EngagementService/MoveToPhase", Access::Roles(COACH)),
     ("coachflow.v1.EngagementService/WithdrawSignOff", Access::Roles(COACH)),
+    ("coachflow.v1.EngagementService/MigrateEngagement", Access::Roles(COACH)),
+    (
+        "coachflow.v1.EngagementService/MigrateEngagements",
+        Access::Scope(Scope::EngagementsWrite),
+    ),
     ("coachflow.v1.EngagementService/SuspendEngagement", Access::Roles(COACH)),
     ("coachflow.v1.EngagementService/ResumeEngagement", Access::Roles(COACH)),
     ("coachflow.v1.EngagementService/CancelEngagement", Access::Roles(COACH)),
     ("coachflow.v1.EngagementService/ListTasks", Access::List),
     ("coachflow.v1.EngagementService/GetHistory", Access::Read),
     ("coachflow.v1.EventService/WatchEvents", Access::Events),
+    (
+        "google.longrunning.Operations/GetOperation",
+        Access::Scope(Scope::EngagementsWrite),
+    ),
+    (
+        "google.longrunning.Operations/ListOperations",
+        Access::Scope(Scope::EngagementsWrite),
+    ),
+    (
+        "google.longrunning.Operations/WaitOperation",
+        Access::Scope(Scope::EngagementsWrite),
+    ),
+    (
+        "google.longrunning.Operations/CancelOperation",
+        Access::Scope(Scope::EngagementsWrite),
+    ),
+    (
+        "google.longrunning.Operations/DeleteOperation",
+        Access::Scope(Scope::EngagementsWrite),
+    ),
 ];
 
 /// A method of the API, by its full gRPC name (`coachflow.v1.EngagementService/GetHistory`).

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use coachflow_broker::Naming;
 use coachflow_engine::{
-    Action, Audience, Command, Decision, Effect, EngagementRef, EngagementState, decide, public_event,
+    Action, Actor, Audience, Command, Decision, Effect, EngagementRef, EngagementState, decide, public_event,
 };
 use coachflow_model::Model;
 use coachflow_store::{Commit, NewModelVersion, NewOutboxEvent, StoreError, StoredModel};
@@ -76,13 +76,13 @@ struct Decided<'a> {
     decision: &'a Decision,
 }
 
-/// Who and what a mutation is about, for the authorization check.
-fn target<'a>(name: &'a str, state: Option<&'a EngagementState>, action: &'a Action) -> Target<'a> {
+/// Who and what a change is about, for the authorization check.
+pub(super) fn target<'a>(name: &'a str, state: Option<&'a EngagementState>, action: Option<&'a Action>) -> Target<'a> {
     let (task, sign_off) = match action {
-        Action::CompleteTask { task, .. } | Action::SkipTask { task, .. } | Action::AssignTask { task, .. } => {
+        Some(Action::CompleteTask { task, .. } | Action::SkipTask { task, .. } | Action::AssignTask { task, .. }) => {
             (Some(task.as_str()), None)
         }
-        Action::SignOff { role, person } => (None, Some((role.as_str(), person.as_str()))),
+        Some(Action::SignOff { role, person }) => (None, Some((role.as_str(), person.as_str()))),
         _ => (None, None),
     };
     Target {
@@ -91,6 +91,31 @@ fn target<'a>(name: &'a str, state: Option<&'a EngagementState>, action: &'a Act
         task,
         sign_off,
     }
+}
+
+/// A change decided on an engagement's state, as `actor` at a time: the model to commit it
+/// with (the new version's, for a migration) and the decision.
+pub(super) trait Decider:
+    Fn(Arc<Model>, &EngagementState, Actor, DateTime<Utc>) -> Result<(Arc<Model>, Decision), AppError>
+{
+}
+
+impl<F> Decider for F where
+    F: Fn(Arc<Model>, &EngagementState, Actor, DateTime<Utc>) -> Result<(Arc<Model>, Decision), AppError>
+{
+}
+
+/// One change to an existing engagement, however it is decided.
+pub(super) struct Change<'a, D> {
+    pub engagement: &'a EngagementName,
+    pub method: Method,
+    /// The command's name, for metrics.
+    pub command: &'static str,
+    /// The engine's action, when it is one (the authorization check reads its task).
+    pub action: Option<&'a Action>,
+    pub expected_sequence: Option<u64>,
+    pub key: Option<RequestKey>,
+    pub decide: D,
 }
 
 impl Core {
@@ -185,7 +210,7 @@ impl Core {
         }
         let id = request.id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let name = &EngagementName::new(tenant, &id);
-        let ModelView { stored, model } = self.stored_model(&name.tenant, &request.model, request.version).await?;
+        let ModelView { stored, model } = self.model_to_start(tenant, &request.model, request.version).await?;
         let now = self.now();
         let command = Command {
             actor: principal.actor(None),
@@ -222,19 +247,67 @@ impl Core {
         }
     }
 
-    /// Applies a command to an existing engagement, as `principal`; on a lost race it is
-    /// decided again against the new state (unless the caller pinned an etag), so no update
-    /// is lost. A kept state is trusted only by a commit: a refusal of any kind (the
-    /// caller's authorization too) or nothing to do on a kept state is decided again on the
-    /// stored one.
+    /// The version a new engagement starts on: the one asked for, unless it is deprecated;
+    /// without one, the latest that is not.
+    async fn model_to_start(&self, tenant: &str, key: &str, version: Option<u32>) -> Result<ModelView, AppError> {
+        let deprecated = |message: String| AppError::FailedPrecondition {
+            reason: Reason::ModelVersionDeprecated,
+            message,
+        };
+        match version {
+            Some(version) => {
+                let view = self.stored_model(tenant, key, Some(version)).await?;
+                if view.stored.deprecated_at.is_some() {
+                    return Err(deprecated(format!(
+                        "version {version} of model '{key}' is deprecated; start on a later version"
+                    )));
+                }
+                Ok(view)
+            }
+            None => match self.store.latest_usable_model(tenant, key).await? {
+                Some(stored) => self.compile(stored),
+                None => {
+                    // Either no version at all, or every one deprecated.
+                    self.stored_model(tenant, key, None).await?;
+                    Err(deprecated(format!("every version of model '{key}' is deprecated")))
+                }
+            },
+        }
+    }
+
+    /// Deprecates a version of a model (`deprecated`) or undoes it.
+    pub async fn set_model_deprecated(
+        &self,
+        principal: &Principal,
+        method: Method,
+        name: &super::ModelName,
+        deprecated: bool,
+    ) -> Result<ModelView, AppError> {
+        check_without_state(principal, method, &name.tenant)?;
+        let Some(version) = name.version else {
+            return Err(AppError::invalid(
+                "name",
+                format!("'{name}' names no version: write tenants/{{tenant}}/models/{{model}}@{{version}}"),
+            ));
+        };
+        let at = deprecated.then(|| self.now());
+        let stored = self
+            .store
+            .set_model_deprecated(&name.tenant, &name.key, version, at)
+            .await?
+            .ok_or_else(|| AppError::not_found(Resource::Model, name.to_string()))?;
+        tracing::info!(model = %name, deprecated, principal = %principal, "model version deprecation changed");
+        self.compile(stored)
+    }
+
+    /// Applies a command to an existing engagement, as `principal`.
     #[tracing::instrument(skip_all, fields(engagement = %mutation.engagement, command = mutation.action.name()))]
     pub async fn execute(&self, principal: &Principal, mutation: Mutation) -> Result<Executed, AppError> {
         let name = &mutation.engagement;
-        let method = mutation.method;
-        check_without_state(principal, method, &name.tenant)?;
+        check_without_state(principal, mutation.method, &name.tenant)?;
         let key = RequestKey::of(
             &name.tenant,
-            method,
+            mutation.method,
             principal,
             &mutation.request_id,
             &MutationFingerprint {
@@ -243,6 +316,45 @@ impl Core {
                 expected_sequence: mutation.expected_sequence,
             },
         )?;
+        let action = &mutation.action;
+        let change = Change {
+            engagement: name,
+            method: mutation.method,
+            command: action.name(),
+            action: Some(action),
+            expected_sequence: mutation.expected_sequence,
+            key,
+            decide: |model: Arc<Model>, state: &EngagementState, actor: Actor, now: DateTime<Utc>| {
+                let command = Command {
+                    actor,
+                    action: action.clone(),
+                };
+                let decision = decide(&model, state, &command, now)?;
+                Ok((model, decision))
+            },
+        };
+        self.change(principal, change).await
+    }
+
+    /// Makes a change to an existing engagement, as `principal`; on a lost race it is
+    /// decided again against the new state (unless the caller pinned an etag), so no update
+    /// is lost. A kept state is trusted only by a commit: a refusal of any kind (the
+    /// caller's authorization too) or nothing to do on a kept state is decided again on the
+    /// stored one.
+    pub(super) async fn change(
+        &self,
+        principal: &Principal,
+        change: Change<'_, impl Decider>,
+    ) -> Result<Executed, AppError> {
+        let Change {
+            engagement: name,
+            method,
+            command,
+            action,
+            expected_sequence,
+            key,
+            decide,
+        } = change;
         let resource = name.to_string();
         let mut attempt = 0;
         let mut replay_checked = false;
@@ -258,7 +370,7 @@ impl Core {
                 principal,
                 method,
                 &name.tenant,
-                target(&resource, state, &mutation.action),
+                target(&resource, state, action),
                 &self.settings.audience,
             ) {
                 if from_cache {
@@ -277,7 +389,7 @@ impl Core {
                 }
             }
             let sequence = loaded.state.sequence;
-            if let Some(expected) = mutation.expected_sequence
+            if let Some(expected) = expected_sequence
                 && expected != sequence
             {
                 if from_cache {
@@ -297,14 +409,11 @@ impl Core {
                 .model(&name.tenant, &loaded.state.model_key, loaded.state.model_version)
                 .await?;
             let now = self.now();
-            let command = Command {
-                actor: principal.actor(Some(&loaded.state)),
-                action: mutation.action.clone(),
-            };
-            let decision = match decide(&model, &loaded.state, &command, now) {
-                Ok(decision) => decision,
+            let actor = principal.actor(Some(&loaded.state));
+            let (model, decision) = match decide(model, &loaded.state, actor, now) {
+                Ok(decided) => decided,
                 Err(_) if from_cache => continue,
-                Err(error) => return Err(error.into()),
+                Err(error) => return Err(error),
             };
             if decision.events.is_empty() && key.is_none() {
                 if from_cache {
@@ -331,12 +440,10 @@ impl Core {
                     // not a lost race of this command's, so not counted as one.
                     self.states.remove(&name.tenant, &name.id);
                 }
-                Err(StoreError::Conflict)
-                    if mutation.expected_sequence.is_none() && attempt < self.settings.max_retries =>
-                {
+                Err(StoreError::Conflict) if expected_sequence.is_none() && attempt < self.settings.max_retries => {
                     self.states.remove(&name.tenant, &name.id);
                     attempt += 1;
-                    metrics::counter!(names::COMMAND_RETRIES, "command" => command.action.name()).increment(1);
+                    metrics::counter!(names::COMMAND_RETRIES, "command" => command).increment(1);
                     // A short, growing pause lets the winner's readers through before we reload.
                     tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
                 }
@@ -442,7 +549,7 @@ impl Core {
     // ----- request ids ---------------------------------------------------------------------
 
     /// The outcome of the first request with this key, or `None` if the request id is new.
-    async fn replay(&self, request: Option<&RequestKey>) -> Result<Option<Outcome>, AppError> {
+    pub(super) async fn replay(&self, request: Option<&RequestKey>) -> Result<Option<Outcome>, AppError> {
         let Some(request) = request else {
             return Ok(None);
         };

@@ -72,6 +72,10 @@ pub enum Reason {
     EngagementExists,
     /// Something with that name exists.
     AlreadyExists,
+    /// The model version is deprecated: no new engagement starts on it.
+    ModelVersionDeprecated,
+    /// The long-running operation is still running.
+    OperationRunning,
 }
 
 impl Reason {
@@ -83,6 +87,8 @@ impl Reason {
             Reason::RequestInProgress => "REQUEST_IN_PROGRESS",
             Reason::EngagementExists => "ENGAGEMENT_EXISTS",
             Reason::AlreadyExists => "ALREADY_EXISTS",
+            Reason::ModelVersionDeprecated => "MODEL_VERSION_DEPRECATED",
+            Reason::OperationRunning => "OPERATION_RUNNING",
         }
     }
 }
@@ -99,6 +105,10 @@ pub enum AppError {
     PermissionDenied(Denial),
     #[error("{message}")]
     FailedPrecondition { reason: Reason, message: String },
+    /// The engagement cannot move to the other version of its model: every conflict, by
+    /// path (`phases.wrap`, `roles.mentor`).
+    #[error("{}", blocked(.0))]
+    MigrationBlocked(Vec<Violation>),
     #[error("{message}")]
     AlreadyExists { reason: Reason, message: String },
     /// A concurrency conflict: retry with fresh state.
@@ -108,6 +118,17 @@ pub enum AppError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+}
+
+fn blocked(conflicts: &[Violation]) -> String {
+    match conflicts {
+        [] => "the engagement cannot move to that version".to_owned(),
+        [only] => format!("the engagement cannot move to that version: {only}"),
+        [first, rest @ ..] => format!(
+            "the engagement cannot move to that version: {first} (and {} more; see the PreconditionFailure details)",
+            rest.len()
+        ),
+    }
 }
 
 fn join(violations: &[Violation]) -> String {
@@ -142,6 +163,7 @@ impl AppError {
             AppError::FailedPrecondition { reason, .. }
             | AppError::AlreadyExists { reason, .. }
             | AppError::Aborted { reason, .. } => reason.as_str(),
+            AppError::MigrationBlocked(_) => "MIGRATION_CONFLICT",
             AppError::Unavailable(_) => "UNAVAILABLE",
             AppError::Internal(_) => "INTERNAL",
         }

@@ -87,6 +87,8 @@ pub(super) enum Outcome {
     Engagement { engagement: String, sequence: u64 },
     /// This version of the model.
     Model { version: u32 },
+    /// The long-running operation (its id within the tenant) the request started.
+    Operation { id: String },
 }
 
 impl Outcome {

@@ -9,6 +9,7 @@ mod cache;
 mod commands;
 pub mod error;
 mod idempotency;
+mod migrations;
 pub mod names;
 mod queries;
 pub mod views;
@@ -28,7 +29,8 @@ pub use cache::{CachedState, StateCache};
 pub use commands::{CreateEngagement, ModelSource, Mutation, outbox_rows};
 pub use error::{AppError, Reason, Resource, Violation};
 pub use idempotency::RequestKey;
-pub use names::{EngagementName, ModelName, TaskName, TenantName};
+pub use migrations::{BulkMigration, ItemOutcome, MigrateEngagement, MigrateTo, MigrationOutcome, OperationView};
+pub use names::{EngagementName, ModelName, OperationName, TaskName, TenantName};
 pub use queries::EventsGrant;
 pub use views::{EngagementView, Executed, HistoryView, ModelView};
 
@@ -63,6 +65,8 @@ pub struct Core {
     timers_changed: Arc<Notify>,
     /// Counts commits that wrote public events, for `WatchEvents` streams to wake on.
     events_committed: watch::Sender<u64>,
+    /// Woken when a long-running operation starts or is asked to stop.
+    operations_changed: Arc<Notify>,
 }
 
 impl Core {
@@ -75,6 +79,7 @@ impl Core {
             models: RwLock::new(HashMap::new()),
             timers_changed: Arc::new(Notify::new()),
             events_committed: watch::Sender::new(0),
+            operations_changed: Arc::new(Notify::new()),
         }
     }
 
@@ -92,6 +97,10 @@ impl Core {
 
     pub fn timers_changed(&self) -> Arc<Notify> {
         Arc::clone(&self.timers_changed)
+    }
+
+    pub fn operations_changed(&self) -> Arc<Notify> {
+        Arc::clone(&self.operations_changed)
     }
 
     pub fn watch_commits(&self) -> watch::Receiver<u64> {

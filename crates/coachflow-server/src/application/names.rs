@@ -312,3 +312,40 @@ mod tests {
         assert!(ModelName::parse_reference("model", "tenants/other/models/four-stage", "acme").is_err());
     }
 }
+
+/// `tenants/{tenant}/operations/{operation}`: a long-running operation (AIP-151).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationName {
+    pub tenant: String,
+    pub id: String,
+}
+
+impl OperationName {
+    const SHAPE: &str = "tenants/{tenant}/operations/{operation}";
+
+    pub fn new(tenant: &str, id: &str) -> OperationName {
+        OperationName {
+            tenant: tenant.to_owned(),
+            id: id.to_owned(),
+        }
+    }
+
+    pub fn parse(field: &str, name: &str) -> Result<OperationName, AppError> {
+        match segments(field, name, Self::SHAPE)?.as_slice() {
+            ["tenants", tenant, "operations", id] if is_valid_id(id) => Ok(OperationName {
+                tenant: tenant_id(field, tenant, Self::SHAPE)?,
+                id: (*id).to_owned(),
+            }),
+            _ => Err(AppError::invalid(
+                field,
+                format!("'{name}' is not of the form '{}'", Self::SHAPE),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for OperationName {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "tenants/{}/operations/{}", self.tenant, self.id)
+    }
+}

@@ -190,6 +190,21 @@ impl Core {
         self.compiled_page(stored, limit)
     }
 
+    /// What changed from one version of a model to another.
+    pub async fn diff_models(
+        &self,
+        principal: &Principal,
+        method: Method,
+        name: &ModelName,
+        from: u32,
+        to: u32,
+    ) -> Result<coachflow_model::ModelDiff, AppError> {
+        check_without_state(principal, method, &name.tenant)?;
+        let old = self.stored_model(&name.tenant, &name.key, Some(from)).await?;
+        let new = self.stored_model(&name.tenant, &name.key, Some(to)).await?;
+        Ok(coachflow_model::diff(&old.model, &new.model))
+    }
+
     fn compiled_page(&self, mut stored: Vec<StoredModel>, limit: u64) -> Result<(Vec<ModelView>, bool), AppError> {
         let (stored, more) = split(&mut stored, limit);
         let views = stored

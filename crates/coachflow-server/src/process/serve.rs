@@ -14,9 +14,11 @@ use crate::application::{Core, CoreSettings};
 use crate::clock::{FileClock, SharedClock, SystemClock};
 use crate::metrics as names;
 use crate::process::config::{AuthSettings, JwksLocation, Settings, TlsSettings};
+use crate::process::operations::{self, WorkerSettings};
 use crate::process::timers::{self, RunnerSettings};
 use crate::proto::engagement_service_server::EngagementServiceServer;
 use crate::proto::event_service_server::EventServiceServer;
+use crate::proto::google::longrunning::operations_server::OperationsServer;
 use crate::proto::model_service_server::ModelServiceServer;
 use crate::trace::Traced;
 use crate::transport::auth::jwt::Validation;
@@ -27,6 +29,10 @@ use crate::transport::limits::OversizeStatus;
 use crate::transport::services::engagements::EngagementApi;
 use crate::transport::services::events::EventApi;
 use crate::transport::services::models::ModelApi;
+use crate::transport::services::operations::OperationsApi;
+
+/// Engagements of a bulk migration whose outcomes are recorded together.
+const OPERATION_BATCH: u64 = 32;
 
 /// Connects to the database and brings its schema up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
@@ -218,6 +224,17 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
             shutdown.clone(),
         ))
     });
+    let worker = tokio::spawn(operations::run(
+        Arc::clone(&core),
+        WorkerSettings {
+            owner: config.instance_id.clone(),
+            batch_size: OPERATION_BATCH,
+            concurrency: config.timers.concurrency,
+            lease: settings.lease,
+            poll_interval: settings.poll_interval,
+        },
+        shutdown.clone(),
+    ));
     let mut scheduler = periodic_jobs(&settings, &core).await?;
     // The relay stops after the gRPC server, so what in-flight requests commit still goes out.
     let (relay_stop, relay_shutdown) = watch::channel(false);
@@ -243,6 +260,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
     health.set_serving::<ModelServiceServer<ModelApi>>().await;
     health.set_serving::<EngagementServiceServer<EngagementApi>>().await;
     health.set_serving::<EventServiceServer<EventApi>>().await;
+    health.set_serving::<OperationsServer<OperationsApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -286,6 +304,11 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
         )
+        .add_service(
+            OperationsServer::new(OperationsApi::new(Arc::clone(&core)))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
         .serve_with_incoming_shutdown(incoming(grpc_listener), async move {
             let _ = stop.wait_for(|stop| *stop).await;
             health.set_not_serving::<EngagementServiceServer<EngagementApi>>().await;
@@ -303,6 +326,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
     if let Some(runner) = runner {
         let _ = runner.await;
     }
+    let _ = worker.await;
     let _ = relay_stop.send(true);
     if let Some(relay) = relay
         && tokio::time::timeout(settings.shutdown_grace, relay).await.is_err()

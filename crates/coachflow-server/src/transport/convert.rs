@@ -162,6 +162,28 @@ pub fn model(view: &ModelView, with_source: bool) -> proto::Model {
             .collect(),
         throughout_tasks: document.spec.throughout.iter().map(|task| task.key.clone()).collect(),
         warnings: problems(model.warnings()),
+        deprecate_time: optional_timestamp(stored.deprecated_at),
+    }
+}
+
+/// A model diff as `DiffModelVersions` returns it.
+pub fn model_diff(diff: &coachflow_model::ModelDiff) -> proto::DiffModelVersionsResponse {
+    use coachflow_model::Impact;
+    proto::DiffModelVersionsResponse {
+        changes: diff
+            .changes
+            .iter()
+            .map(|change| proto::ModelChange {
+                path: change.path.clone(),
+                description: change.description.clone(),
+                impact: match change.impact {
+                    Impact::Compatible => proto::model_change::Impact::Compatible,
+                    Impact::NeedsMapping => proto::model_change::Impact::NeedsMapping,
+                    Impact::Blocking => proto::model_change::Impact::Blocking,
+                } as i32,
+            })
+            .collect(),
+        compatible: diff.compatible(),
     }
 }
 

@@ -18,7 +18,7 @@ pub fn code(error: &AppError) -> Code {
         AppError::InvalidArgument(_) => Code::InvalidArgument,
         AppError::NotFound { .. } => Code::NotFound,
         AppError::PermissionDenied(_) => Code::PermissionDenied,
-        AppError::FailedPrecondition { .. } => Code::FailedPrecondition,
+        AppError::FailedPrecondition { .. } | AppError::MigrationBlocked(_) => Code::FailedPrecondition,
         AppError::AlreadyExists { .. } => Code::AlreadyExists,
         AppError::Aborted { .. } => Code::Aborted,
         AppError::Unavailable(_) => Code::Unavailable,
@@ -99,6 +99,11 @@ impl From<AppError> for Status {
         if let AppError::InvalidArgument(violations) = &error {
             for (field, description) in violations_within_budget(violations) {
                 details.add_bad_request_violation(field, description);
+            }
+        }
+        if let AppError::MigrationBlocked(conflicts) = &error {
+            for (subject, description) in violations_within_budget(conflicts) {
+                details.add_precondition_failure_violation("MIGRATION", subject, description);
             }
         }
         if let AppError::NotFound { resource, name } = &error {

@@ -7,6 +7,8 @@ pub mod engagement_task;
 pub mod event;
 pub mod idempotency_key;
 pub mod model_version;
+pub mod operation;
+pub mod operation_item;
 pub mod outbox;
 pub mod outbox_claim;
 pub mod snapshot;

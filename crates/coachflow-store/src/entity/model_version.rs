@@ -20,6 +20,8 @@ pub struct Model {
     /// Hex SHA-256, computed by the publisher.
     pub checksum: String,
     pub created_at: DateTimeUtc,
+    /// When the version was deprecated: no new engagements start on it.
+    pub deprecated_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ mod engagements;
 mod idempotency;
 mod listing;
 mod models;
+mod operations;
 mod outbox;
 mod schema;
 mod timers;
@@ -56,6 +57,8 @@ suite! {
     engagements::history_pages_oldest_first,
     idempotency::the_key_is_stored_with_the_commit_once,
     idempotency::expired_keys_are_deleted,
+    operations::an_operation_is_worked_under_a_lease_and_taken_over_when_it_ends,
+    operations::an_operation_and_its_request_id_are_stored_together,
     timers::timer_rows_follow_the_effects,
     timers::claims_take_due_timers_for_a_lease,
     timers::concurrent_claimers_split_the_due_timers,

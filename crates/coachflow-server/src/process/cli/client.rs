@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::proto::google::longrunning::{self, operations_client::OperationsClient};
 use crate::proto::{
     self, engagement_service_client::EngagementServiceClient, event_service_client::EventServiceClient,
     model_service_client::ModelServiceClient,
@@ -49,6 +50,20 @@ enum ClientCommand {
     },
     /// Lists the tenant's models.
     Models,
+    /// Deprecates a model version (MODEL@VERSION): no new engagement starts on it.
+    Deprecate {
+        version: String,
+    },
+    /// Undoes a deprecation (MODEL@VERSION).
+    Undeprecate {
+        version: String,
+    },
+    /// What changed between two versions of a model.
+    Diff {
+        model: String,
+        from: u32,
+        to: u32,
+    },
     /// Starts an engagement.
     Start {
         /// The model's key.
@@ -135,6 +150,46 @@ enum ClientCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Moves an engagement to another version of its model.
+    Migrate {
+        engagement: String,
+        /// The version to move to.
+        #[arg(long)]
+        to: u32,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        mapping: MappingArgs,
+        /// Only say what would happen (or what blocks it).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Moves every active or suspended engagement of a model version to another one, as a
+    /// long-running operation.
+    MigrateAll {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        from: u32,
+        #[arg(long)]
+        to: u32,
+        /// Only engagements now in this phase.
+        #[arg(long = "in-phase")]
+        in_phase: Option<String>,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        mapping: MappingArgs,
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait for the operation to finish and print each engagement's outcome.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Shows a long-running operation (its name or id).
+    Operation {
+        name: String,
+    },
     Suspend {
         engagement: String,
     },
@@ -159,6 +214,68 @@ enum ClientCommand {
         #[arg(long, default_value_t = 0)]
         from: u64,
     },
+}
+
+/// How the old version's phases and tasks become the new one's.
+#[derive(Debug, Args)]
+struct MappingArgs {
+    /// A renamed phase, OLD=NEW; repeatable.
+    #[arg(long = "phase", value_name = "OLD=NEW")]
+    phases: Vec<String>,
+    /// A renamed task, OLD=NEW; repeatable.
+    #[arg(long = "task", value_name = "OLD=NEW")]
+    tasks: Vec<String>,
+    /// A removed task whose unfinished work is skipped; repeatable.
+    #[arg(long = "skip-removed", value_name = "TASK")]
+    skip: Vec<String>,
+    /// A removed task whose unfinished work is cancelled; repeatable.
+    #[arg(long = "cancel-removed", value_name = "TASK")]
+    cancel: Vec<String>,
+    /// What becomes of the unfinished work of other removed tasks: skip or cancel.
+    #[arg(long, value_name = "skip|cancel")]
+    otherwise: Option<String>,
+}
+
+impl MappingArgs {
+    fn to_proto(&self) -> Result<proto::MigrationMapping, tonic::Status> {
+        let pairs = |flag: &str, values: &[String]| {
+            values
+                .iter()
+                .map(|value| {
+                    value
+                        .split_once('=')
+                        .map(|(from, to)| (from.to_owned(), to.to_owned()))
+                        .ok_or_else(|| tonic::Status::invalid_argument(format!("--{flag} '{value}' is not OLD=NEW")))
+                })
+                .collect::<Result<_, _>>()
+        };
+        let removed = self
+            .skip
+            .iter()
+            .map(|task| (task.clone(), proto::RemovedWork::Skip as i32))
+            .chain(
+                self.cancel
+                    .iter()
+                    .map(|task| (task.clone(), proto::RemovedWork::Cancel as i32)),
+            )
+            .collect();
+        let otherwise = match self.otherwise.as_deref() {
+            None => proto::RemovedWork::Unspecified,
+            Some("skip") => proto::RemovedWork::Skip,
+            Some("cancel") => proto::RemovedWork::Cancel,
+            Some(other) => {
+                return Err(tonic::Status::invalid_argument(format!(
+                    "--otherwise '{other}' is neither skip nor cancel"
+                )));
+            }
+        };
+        Ok(proto::MigrationMapping {
+            phases: pairs("phase", &self.phases)?,
+            tasks: pairs("task", &self.tasks)?,
+            removed,
+            otherwise: otherwise as i32,
+        })
+    }
 }
 
 struct Client {
@@ -268,6 +385,26 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<(), tonic::S
             for model in models.models {
                 out!("{} version {}: {}", model.name, model.version, model.display_name);
             }
+            return Ok(());
+        }
+        ClientCommand::Deprecate { version } => return set_deprecated(client, &parent, &version, true).await,
+        ClientCommand::Undeprecate { version } => return set_deprecated(client, &parent, &version, false).await,
+        ClientCommand::Diff { model, from, to } => {
+            let diff = ModelServiceClient::new(client.channel.clone())
+                .diff_model_versions(client.request(proto::DiffModelVersionsRequest {
+                    name: format!("{parent}/models/{model}"),
+                    from_version: from,
+                    to_version: to,
+                }))
+                .await?
+                .into_inner();
+            for change in &diff.changes {
+                let impact = proto::model_change::Impact::try_from(change.impact)
+                    .map(|impact| impact.as_str_name())
+                    .unwrap_or("?");
+                out!("[{impact}] {}: {}", change.path, change.description);
+            }
+            out!("compatible: {}", diff.compatible);
             return Ok(());
         }
         ClientCommand::Start {
@@ -429,6 +566,81 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<(), tonic::S
                 }))
                 .await?
         }
+        ClientCommand::Migrate {
+            engagement,
+            to,
+            reason,
+            mapping,
+            dry_run,
+        } => {
+            let response = engagements
+                .migrate_engagement(client.request(proto::MigrateEngagementRequest {
+                    engagement: client.engagement(&engagement),
+                    to_version: to,
+                    mapping: Some(mapping.to_proto()?),
+                    reason,
+                    validate_only: dry_run,
+                    ..Default::default()
+                }))
+                .await?
+                .into_inner();
+            for conflict in &response.conflicts {
+                out!("conflict {}: {}", conflict.path, conflict.message);
+            }
+            for step in &response.plan {
+                out!("plan: {step}");
+            }
+            if let Some(engagement) = &response.engagement {
+                print_engagement(engagement);
+            }
+            return Ok(());
+        }
+        ClientCommand::MigrateAll {
+            model,
+            from,
+            to,
+            in_phase,
+            reason,
+            mapping,
+            dry_run,
+            wait,
+        } => {
+            let operation = engagements
+                .migrate_engagements(client.request(proto::MigrateEngagementsRequest {
+                    parent,
+                    model,
+                    from_version: from,
+                    to_version: to,
+                    phase: in_phase.unwrap_or_default(),
+                    mapping: Some(mapping.to_proto()?),
+                    reason,
+                    validate_only: dry_run,
+                    ..Default::default()
+                }))
+                .await?
+                .into_inner();
+            out!("started {}", operation.name);
+            let operation = if wait {
+                wait_for(client, &operation.name).await?
+            } else {
+                operation
+            };
+            print_operation(&operation);
+            return Ok(());
+        }
+        ClientCommand::Operation { name } => {
+            let name = if name.starts_with("tenants/") {
+                name
+            } else {
+                format!("tenants/{}/operations/{name}", client.tenant)
+            };
+            let operation = OperationsClient::new(client.channel.clone())
+                .get_operation(client.request(longrunning::GetOperationRequest { name }))
+                .await?
+                .into_inner();
+            print_operation(&operation);
+            return Ok(());
+        }
         ClientCommand::Suspend { engagement } => {
             engagements
                 .suspend_engagement(client.request(proto::SuspendEngagementRequest {
@@ -534,6 +746,85 @@ async fn execute(client: &Client, command: ClientCommand) -> Result<(), tonic::S
     };
     print_engagement(&engagement.into_inner());
     Ok(())
+}
+
+/// Deprecates a model version (MODEL@VERSION), or undoes it.
+async fn set_deprecated(client: &Client, parent: &str, version: &str, deprecated: bool) -> Result<(), tonic::Status> {
+    if !version.contains('@') {
+        return Err(tonic::Status::invalid_argument(format!(
+            "'{version}' is not MODEL@VERSION"
+        )));
+    }
+    let name = format!("{parent}/models/{version}");
+    let mut models = ModelServiceClient::new(client.channel.clone());
+    if deprecated {
+        let model = models
+            .deprecate_model_version(client.request(proto::DeprecateModelVersionRequest { name }))
+            .await?
+            .into_inner();
+        out!("deprecated {}@{}", model.name, model.version);
+    } else {
+        let model = models
+            .undeprecate_model_version(client.request(proto::UndeprecateModelVersionRequest { name }))
+            .await?
+            .into_inner();
+        out!("{}@{} may start engagements again", model.name, model.version);
+    }
+    Ok(())
+}
+
+/// Waits for an operation to finish, a minute at a time.
+async fn wait_for(client: &Client, name: &str) -> Result<longrunning::Operation, tonic::Status> {
+    let mut operations = OperationsClient::new(client.channel.clone());
+    loop {
+        let operation = operations
+            .wait_operation(client.request(longrunning::WaitOperationRequest {
+                name: name.to_owned(),
+                timeout: Some(prost_types::Duration { seconds: 60, nanos: 0 }),
+            }))
+            .await?
+            .into_inner();
+        if operation.done {
+            return Ok(operation);
+        }
+    }
+}
+
+fn print_operation(operation: &longrunning::Operation) {
+    use prost::Message as _;
+    let metadata = operation
+        .metadata
+        .as_ref()
+        .and_then(|any| proto::MigrateEngagementsMetadata::decode(any.value.as_slice()).ok())
+        .unwrap_or_default();
+    out!(
+        "{} {}: {} engagements, {} migrated, {} already migrated, {} would migrate, {} conflicts, {} failed, {} pending",
+        operation.name,
+        if operation.done { "done" } else { "running" },
+        metadata.total,
+        metadata.migrated,
+        metadata.already_migrated,
+        metadata.would_migrate,
+        metadata.conflicts,
+        metadata.failed,
+        metadata.pending
+    );
+    match &operation.result {
+        Some(longrunning::operation::Result::Error(status)) => out!("error {}: {}", status.code, status.message),
+        Some(longrunning::operation::Result::Response(any)) => {
+            let response = proto::MigrateEngagementsResponse::decode(any.value.as_slice()).unwrap_or_default();
+            for result in response.results {
+                let outcome = proto::engagement_migration::Outcome::try_from(result.outcome)
+                    .map(|outcome| outcome.as_str_name())
+                    .unwrap_or("?");
+                out!("  {} {outcome}{}", result.engagement, result.error);
+                for conflict in result.conflicts {
+                    out!("    conflict {}: {}", conflict.path, conflict.message);
+                }
+            }
+        }
+        None => {}
+    }
 }
 
 fn time(at: Option<&prost_types::Timestamp>) -> String {

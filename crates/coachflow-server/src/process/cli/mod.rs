@@ -95,6 +95,15 @@ enum ModelCommand {
     },
     /// Prints the JSON Schema of the model format.
     Schema,
+    /// What changed from one version of a model to another, and what each change asks of a
+    /// migration of running engagements. Exit code 0 when they can move without a mapping,
+    /// 1 when not.
+    Diff {
+        #[arg(value_name = "OLD")]
+        old: PathBuf,
+        #[arg(value_name = "NEW")]
+        new: PathBuf,
+    },
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -166,6 +175,25 @@ fn run(command: ModelCommand) -> anyhow::Result<ExitCode> {
             let model = load(&file)?.map_err(|problems| anyhow::anyhow!("{}: {problems}", file.display()))?;
             print!("{}", coachflow_model::render_mermaid(model.document()));
             Ok(ExitCode::SUCCESS)
+        }
+        ModelCommand::Diff { old, new } => {
+            let read =
+                |file: &PathBuf| load(file)?.map_err(|problems| anyhow::anyhow!("{}: {problems}", file.display()));
+            let diff = coachflow_model::diff(&read(&old)?, &read(&new)?);
+            for change in &diff.changes {
+                println!("{change}");
+            }
+            if diff.compatible() {
+                println!(
+                    "compatible: engagements of {} can move to {} without a mapping",
+                    old.display(),
+                    new.display()
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("not compatible: a migration needs a mapping (or cannot move some engagements)");
+                Ok(ExitCode::FAILURE)
+            }
         }
         ModelCommand::Schema => {
             println!("{}", serde_json::to_string_pretty(&coachflow_model::json_schema())?);

@@ -8,9 +8,11 @@ use coachflow_engine::Action;
 use coachflow_store::{EngagementFilter, TaskCursor, TaskFilter, TaskQueue};
 use tonic::{Request, Response, Status};
 
+use super::operations;
 use super::{decode_page_token, encode_page_token, observe, page_size, principal};
 use crate::application::{
-    AppError, Core, CreateEngagement, EngagementName, Method, ModelName, Mutation, Principal, TaskName, TenantName,
+    AppError, BulkMigration, Core, CreateEngagement, EngagementName, Method, MigrateEngagement, MigrateTo, ModelName,
+    Mutation, Principal, TaskName, TenantName,
 };
 use crate::proto::{self, engagement_service_server::EngagementService};
 use crate::transport::convert::{self, non_empty};
@@ -210,12 +212,14 @@ impl EngagementService for EngagementApi {
             let limit = page_size(request.page_size)?;
             let state = proto::engagement::State::try_from(request.state)
                 .map_err(|_| AppError::invalid("state", format!("{} is not an Engagement.State", request.state)))?;
+            let model = if request.model.is_empty() {
+                None
+            } else {
+                Some(ModelName::parse_reference("model", &request.model, &tenant.tenant)?)
+            };
             let filter = EngagementFilter {
-                model_key: if request.model.is_empty() {
-                    None
-                } else {
-                    Some(ModelName::parse_reference("model", &request.model, &tenant.tenant)?.key)
-                },
+                model_version: model.as_ref().and_then(|model| model.version),
+                model_key: model.map(|model| model.key),
                 status: convert::state_filter(state).map(str::to_owned),
                 phase: non_empty(&request.phase),
                 person: non_empty(&request.person),
@@ -535,6 +539,92 @@ impl EngagementService for EngagementApi {
             };
             self.mutate(&principal, method, engagement, action, &request, rename(&[]))
                 .await
+        })
+        .await
+    }
+
+    async fn migrate_engagement(
+        &self,
+        request: Request<proto::MigrateEngagementRequest>,
+    ) -> Result<Response<proto::MigrateEngagementResponse>, Status> {
+        let method = method!("MigrateEngagement");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
+            let request = request.into_inner();
+            let engagement = EngagementName::parse("engagement", &request.engagement)?;
+            let expected_sequence = if request.etag.is_empty() {
+                None
+            } else {
+                Some(convert::parse_etag("etag", &request.etag)?)
+            };
+            let migration = MigrateEngagement {
+                engagement,
+                to: MigrateTo {
+                    to_version: request.to_version,
+                    mapping: operations::mapping("mapping", request.mapping)?,
+                    reason: request.reason,
+                },
+                validate_only: request.validate_only,
+                expected_sequence,
+                request_id: request.request_id,
+            };
+            let outcome = self.core.migrate_engagement(&principal, method, migration).await?;
+            Ok(proto::MigrateEngagementResponse {
+                engagement: Some(convert::engagement(&outcome.engagement)),
+                conflicts: outcome.conflicts.iter().map(operations::conflict).collect(),
+                plan: outcome.plan,
+            })
+        })
+        .await
+    }
+
+    async fn migrate_engagements(
+        &self,
+        request: Request<proto::MigrateEngagementsRequest>,
+    ) -> Result<Response<proto::google::longrunning::Operation>, Status> {
+        let method = method!("MigrateEngagements");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
+            let request = request.into_inner();
+            let tenant = TenantName::parse("parent", &request.parent)?;
+            let model = ModelName::parse_reference("model", &request.model, &tenant.tenant)?;
+            let state = proto::engagement::State::try_from(request.state)
+                .map_err(|_| AppError::invalid("state", format!("{} is not an Engagement.State", request.state)))?;
+            let status = match state {
+                proto::engagement::State::Unspecified => None,
+                proto::engagement::State::Active | proto::engagement::State::Suspended => {
+                    convert::state_filter(state).map(str::to_owned)
+                }
+                _ => {
+                    return Err(AppError::invalid(
+                        "state",
+                        "an ended engagement keeps the version it ran on: say ACTIVE or SUSPENDED, or nothing",
+                    ));
+                }
+            };
+            if request.from_version == 0 {
+                return Err(AppError::invalid("from_version", "is required"));
+            }
+            if request.to_version == 0 {
+                return Err(AppError::invalid("to_version", "is required"));
+            }
+            let bulk = BulkMigration {
+                model: model.key,
+                from_version: request.from_version,
+                phase: non_empty(&request.phase),
+                status,
+                to: MigrateTo {
+                    to_version: request.to_version,
+                    mapping: operations::mapping("mapping", request.mapping)?,
+                    reason: request.reason,
+                },
+                validate_only: request.validate_only,
+            };
+            let view = self
+                .core
+                .start_migration(&principal, method, &tenant.tenant, bulk, &request.request_id)
+                .await?;
+            Ok(operations::operation(&view))
         })
         .await
     }

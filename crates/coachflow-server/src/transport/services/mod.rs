@@ -5,6 +5,7 @@
 pub mod engagements;
 pub mod events;
 pub mod models;
+pub mod operations;
 
 use std::future::Future;
 use std::time::Instant;

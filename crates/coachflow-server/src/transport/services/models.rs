@@ -214,4 +214,58 @@ impl ModelService for ModelApi {
         })
         .await
     }
+
+    async fn deprecate_model_version(
+        &self,
+        request: Request<proto::DeprecateModelVersionRequest>,
+    ) -> Result<Response<proto::Model>, Status> {
+        let method = method!("DeprecateModelVersion");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
+            let name = ModelName::parse("name", &request.get_ref().name, true)?;
+            let view = self.core.set_model_deprecated(&principal, method, &name, true).await?;
+            Ok(convert::model(&view, false))
+        })
+        .await
+    }
+
+    async fn undeprecate_model_version(
+        &self,
+        request: Request<proto::UndeprecateModelVersionRequest>,
+    ) -> Result<Response<proto::Model>, Status> {
+        let method = method!("UndeprecateModelVersion");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
+            let name = ModelName::parse("name", &request.get_ref().name, true)?;
+            let view = self.core.set_model_deprecated(&principal, method, &name, false).await?;
+            Ok(convert::model(&view, false))
+        })
+        .await
+    }
+
+    async fn diff_model_versions(
+        &self,
+        request: Request<proto::DiffModelVersionsRequest>,
+    ) -> Result<Response<proto::DiffModelVersionsResponse>, Status> {
+        let method = method!("DiffModelVersions");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
+            let request = request.into_inner();
+            let name = ModelName::parse("name", &request.name, false)?;
+            for (field, version) in [
+                ("from_version", request.from_version),
+                ("to_version", request.to_version),
+            ] {
+                if version == 0 {
+                    return Err(AppError::invalid(field, "is required: a version number from 1"));
+                }
+            }
+            let diff = self
+                .core
+                .diff_models(&principal, method, &name, request.from_version, request.to_version)
+                .await?;
+            Ok(convert::model_diff(&diff))
+        })
+        .await
+    }
 }
