@@ -7,28 +7,60 @@ use crate::document::ProcessModel;
 /// A syntax or shape error comes back as one problem with the path where it was found.
 pub fn parse(text: &str) -> Result<ProcessModel, Problems> {
     let looks_like_json = text.trim_start().starts_with('{');
-    let result = if looks_like_json {
+    let (path, message) = if looks_like_json {
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(&mut deserializer)
-            .map_err(|error| (error.path().to_string(), error.into_inner().to_string()))
-    } else {
-        serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(text)).map_err(|error| {
-            let path = error.path().to_string();
-            let message = error.into_inner().to_string();
-            let message = strip_own_path(&path, &message).to_owned();
-            (path, message)
-        })
-    };
-    result.map_err(|(path, message)| {
-        // A syntax error inside a mapping leaves the parser at a key it could not read, which
-        // serde_path_to_error writes `?`: the problem is in the enclosing mapping.
-        let mut path = path.as_str();
-        while let Some(enclosing) = path.strip_suffix(".?").or_else(|| path.strip_suffix('?')) {
-            path = enclosing;
+        match serde_path_to_error::deserialize(&mut deserializer) {
+            Ok(document) => return Ok(document),
+            Err(error) => (render_path(error.path()), error.into_inner().to_string()),
         }
-        let path = if path == "." { "" } else { path };
-        Problems(vec![Problem::new(path, message)])
-    })
+    } else {
+        match serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(text)) {
+            Ok(document) => return Ok(document),
+            Err(error) => {
+                let message = error.inner().to_string();
+                let message = strip_own_path(&error.path().to_string(), &message).to_owned();
+                (render_path(error.path()), message)
+            }
+        }
+    };
+    Err(Problems(vec![Problem::new(path, message)]))
+}
+
+/// Writes a document path as problems do everywhere: `spec.phases[0].tasks[1]`, a key that
+/// is not a plain name in brackets as a JSON string (`spec["a b"]`), so that every path reads
+/// back into the same segments. A syntax error inside a mapping leaves the parser at a key it
+/// could not read (serde_path_to_error's `?`): the problem is in the enclosing mapping.
+fn render_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut rendered = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => rendered.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => push_key(&mut rendered, key),
+            Segment::Unknown => break,
+        }
+    }
+    rendered
+}
+
+fn push_key(path: &mut String, key: &str) {
+    let plain = key
+        .chars()
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && key
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || character == '_' || character == '-');
+    if plain {
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
+    } else {
+        path.push('[');
+        path.push_str(&serde_json::Value::String(key.to_owned()).to_string());
+        path.push(']');
+    }
 }
 
 /// yaml_serde puts the path it was at in front of its message; the path is reported on its
@@ -65,6 +97,14 @@ mod tests {
             "{}",
             problems[0].message
         );
+    }
+
+    #[test]
+    fn a_key_that_is_not_a_plain_name_is_quoted_in_the_path() {
+        let problems = parse("apiVersion: coachflow.dev/v1\n\"0[ x\": 1\n").unwrap_err().0;
+        assert_eq!(problems[0].path, r#"["0[ x"]"#, "{}", problems[0]);
+        let problems = parse(r#"{"metadata": {"key": "m", "a.b": 1}}"#).unwrap_err().0;
+        assert_eq!(problems[0].path, r#"metadata["a.b"]"#, "{}", problems[0]);
     }
 
     #[test]

@@ -47,10 +47,10 @@ fn invalid_model(problems: &Problems) -> AppError {
             .0
             .iter()
             .map(|problem| Violation {
-                field: if problem.path.is_empty() {
-                    "source".to_owned()
-                } else {
-                    format!("source.{}", problem.path)
+                field: match problem.path.as_str() {
+                    "" => "source".to_owned(),
+                    path if path.starts_with('[') => format!("source{path}"),
+                    path => format!("source.{path}"),
                 },
                 description: problem.message.clone(),
             })
