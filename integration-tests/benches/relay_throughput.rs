@@ -115,6 +115,7 @@ fn start_relay(store: &Store, exchange: &str, batch_size: u64) -> Relay {
         Arc::new(Utc::now),
         woken,
         shutdown,
+        watch::channel(false).0,
     ));
     Relay { stop, wake, task }
 }

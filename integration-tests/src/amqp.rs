@@ -430,12 +430,18 @@ pub fn list(received: &[Received]) -> String {
 /// The address the broker of `url` listens on (for [`crate::proxy::FaultProxy::start`]):
 /// the URL's host, resolved, and port (5672 by default, 5671 for `amqps`).
 pub async fn broker_address(url: &str) -> SocketAddr {
-    let parts = UrlParts::parse(url);
-    let default_port = if parts.scheme.eq_ignore_ascii_case("amqps") {
+    let default_port = if UrlParts::parse(url).scheme.eq_ignore_ascii_case("amqps") {
         5671
     } else {
         5672
     };
+    server_address(url, default_port).await
+}
+
+/// The address the server of `url` (any `scheme://user:password@host:port/...` URL: a
+/// broker's, a PostgreSQL database's) listens on: its host, resolved, and port.
+pub async fn server_address(url: &str, default_port: u16) -> SocketAddr {
+    let parts = UrlParts::parse(url);
     let host = parts.host.trim_start_matches('[').trim_end_matches(']');
     let port = match parts.port {
         Some(port) => port

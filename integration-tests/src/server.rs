@@ -213,6 +213,7 @@ pub struct ServerBuilder {
     clock: Option<Arc<TestClock>>,
     identity: Identity,
     settings: Vec<(String, String)>,
+    database_url: Option<String>,
     metrics: bool,
     client_tls: Option<tonic::transport::ClientTlsConfig>,
 }
@@ -221,6 +222,20 @@ impl ServerBuilder {
     /// A setting by its dotted path, passed as `--set PATH=VALUE`.
     pub fn set(mut self, path: &str, value: &str) -> ServerBuilder {
         self.settings.push((path.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Reaches the database at `url` instead of its own URL: the same database through a
+    /// [`crate::proxy::FaultProxy`], say.
+    pub fn database_url(mut self, url: String) -> ServerBuilder {
+        self.database_url = Some(url);
+        self
+    }
+
+    /// Runs on `database` (made by the test, to reach it another way too).
+    pub fn on_database(mut self, database: &Arc<TestDatabase>) -> ServerBuilder {
+        self.backend = database.backend();
+        self.database = Some(Arc::clone(database));
         self
     }
 
@@ -284,6 +299,7 @@ impl ServerBuilder {
             clock,
             issuer,
             settings: self.settings,
+            database_url: self.database_url,
             metrics_enabled: self.metrics,
             client_tls: self.client_tls,
             log,
@@ -305,6 +321,7 @@ pub struct TestServer {
     /// The identity provider it trusts; `None` in local mode.
     issuer: Option<Arc<TestIssuer>>,
     settings: Vec<(String, String)>,
+    database_url: Option<String>,
     metrics_enabled: bool,
     client_tls: Option<tonic::transport::ClientTlsConfig>,
     log: PathBuf,
@@ -324,6 +341,7 @@ impl TestServer {
             clock: None,
             identity: Identity::Issuer(None),
             settings: Vec::new(),
+            database_url: None,
             metrics: true,
             client_tls: None,
         }
@@ -396,7 +414,11 @@ impl TestServer {
 
     async fn spawn(&mut self) {
         assert!(self.process.is_none(), "the server is already running");
-        self.note_in_log(&format!("starting on {} at {}", self.database.url(), self.clock.now()));
+        let database_url = self
+            .database_url
+            .clone()
+            .unwrap_or_else(|| self.database.url().to_owned());
+        self.note_in_log(&format!("starting on {database_url} at {}", self.clock.now()));
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -413,7 +435,7 @@ impl TestServer {
         command
             .env("NO_COLOR", "1")
             .arg("serve")
-            .args(["--database-url", self.database.url()])
+            .args(["--database-url", &database_url])
             .args(["--listen", "127.0.0.1:0"])
             .args([
                 "--metrics-listen",

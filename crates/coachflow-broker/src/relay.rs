@@ -115,13 +115,15 @@ enum BrokerError {
 }
 
 /// Runs the relay until `shutdown` turns true. `wake` changes when this replica commits
-/// public events, so they go out at once.
+/// public events, so they go out at once; `connected` says whether it holds a connection to
+/// the broker (for health).
 pub async fn run(
     store: Store,
     settings: RelaySettings,
     now: Now,
     mut wake: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
+    connected: watch::Sender<bool>,
 ) {
     names::describe();
     tracing::info!(
@@ -151,6 +153,7 @@ pub async fn run(
         connected_before = true;
         backoff.reset();
         metrics::gauge!(names::CONNECTED).set(1.0);
+        connected.send_replace(true);
         tracing::info!("connected to the broker");
         let relay = Relay {
             store: &store,
@@ -160,6 +163,7 @@ pub async fn run(
         };
         let outcome = relay.publish_until_shutdown(&mut wake, &mut shutdown).await;
         metrics::gauge!(names::CONNECTED).set(0.0);
+        connected.send_replace(false);
         release(&store, &settings.owner).await;
         match outcome {
             Ok(()) => {
@@ -366,6 +370,9 @@ impl Relay<'_> {
                 routing_key = %row.routing_key,
                 trace_id = row.traceparent.as_deref().and_then(trace_id).unwrap_or(""),
             );
+            if let Some(traceparent) = &row.traceparent {
+                continue_trace(&span, traceparent);
+            }
             let confirm = self
                 .publisher
                 .channel
@@ -445,6 +452,16 @@ enum Outcome {
     Confirmed,
     /// Nacked by the broker, or not sendable: the row stays unsent.
     Refused,
+}
+
+/// Makes `span` a child of the command's span (its `traceparent`), for the exported trace;
+/// a no-op when spans are not exported.
+fn continue_trace(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let carrier = std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+    let _ = span.set_parent(parent);
 }
 
 /// The trace id of a `traceparent` header.

@@ -47,6 +47,8 @@ pub const IDEMPOTENCY_KEYS_EXPIRED: &str = "coachflow_idempotency_keys_expired_t
 pub const ENGAGEMENTS_MIGRATED: &str = "coachflow_engagements_migrated_total";
 /// Engagements a bulk migration worked on, by `outcome`.
 pub const OPERATION_ITEMS: &str = "coachflow_operation_items_total";
+/// Gauge, by `component` (`database`, `broker`): 1 while it answers, 0 while it does not.
+pub const COMPONENT_UP: &str = "coachflow_component_up";
 
 fn describe() {
     describe_counter!(
@@ -88,6 +90,10 @@ fn describe() {
     describe_gauge!(OVERDUE_TASKS, Unit::Count, "Open tasks past their due time");
     describe_gauge!(DUE_SOON_TASKS, Unit::Count, "Open tasks whose reminder fired");
     describe_gauge!(PENDING_TIMERS, Unit::Count, "Timers waiting to fire");
+    describe_gauge!(
+        COMPONENT_UP,
+        "1 while a component the service depends on answers (database: reachable with a current schema; broker: the relay is connected), 0 while it does not"
+    );
     describe_counter!(
         AUTH_DENIALS,
         Unit::Count,

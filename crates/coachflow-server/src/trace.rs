@@ -68,6 +68,20 @@ impl TraceContext {
         &self.trace_id
     }
 
+    /// This context as the remote parent of an exported span.
+    fn remote(&self) -> Option<opentelemetry::Context> {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState};
+        let flags = u8::from_str_radix(&self.flags, 16).ok()?;
+        let remote = SpanContext::new(
+            TraceId::from_hex(&self.trace_id).ok()?,
+            SpanId::from_hex(&self.span_id).ok()?,
+            TraceFlags::new(flags),
+            true,
+            TraceState::default(),
+        );
+        Some(opentelemetry::Context::new().with_remote_span_context(remote))
+    }
+
     pub fn traceparent(&self) -> String {
         format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
     }
@@ -84,10 +98,38 @@ pub fn current() -> Option<TraceContext> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
-/// Runs `future` in `context`, inside a span named `name` that records its trace id.
-pub async fn in_context<F: Future>(context: TraceContext, name: &'static str, future: F) -> F::Output {
-    let span = tracing::info_span!("trace", operation = name, trace_id = %context.trace_id());
+/// Runs `future` in a new trace, inside a span named `name` that records its trace id.
+pub async fn in_new_trace<F: Future>(name: &'static str, future: F) -> F::Output {
+    let span = tracing::info_span!("trace", operation = name, trace_id = tracing::field::Empty);
+    let context = span_context(&span, None);
     CURRENT.scope(context, future).instrument(span).await
+}
+
+/// The trace context of `span`, a child of `parent` (the caller's) or the root of a new
+/// trace, recorded in its `trace_id` field. When spans are exported over OTLP it is the
+/// exported span's own context, so that logs, outbox rows and exported spans share ids;
+/// otherwise a context of ours.
+fn span_context(span: &tracing::Span, parent: Option<&TraceContext>) -> TraceContext {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    if let Some(parent) = parent.and_then(TraceContext::remote) {
+        // Without the OTLP layer there is no span to parent: nothing to do.
+        let _ = span.set_parent(parent);
+    }
+    let otel = span.context();
+    let exported = otel.span().span_context().clone();
+    let context = if exported.is_valid() {
+        TraceContext {
+            trace_id: exported.trace_id().to_string(),
+            span_id: exported.span_id().to_string(),
+            flags: format!("{:02x}", exported.trace_flags().to_u8()),
+        }
+    } else {
+        parent.map_or_else(TraceContext::root, TraceContext::child)
+    };
+    span.record("trace_id", context.trace_id());
+    context
 }
 
 /// A layer that runs every gRPC request in a trace context taken from its `traceparent`
@@ -117,16 +159,27 @@ where
     }
 
     fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
-        let context = request
+        let parent = request
             .headers()
             .get("traceparent")
             .and_then(|value| value.to_str().ok())
-            .and_then(TraceContext::parse)
-            .map_or_else(TraceContext::root, |parent| parent.child());
-        let span = tracing::info_span!("grpc", path = %request.uri().path(), trace_id = %context.trace_id());
+            .and_then(TraceContext::parse);
+        let span = tracing::info_span!(
+            "grpc",
+            path = %request.uri().path(),
+            trace_id = tracing::field::Empty,
+            engagement = tracing::field::Empty,
+        );
+        let context = span_context(&span, parent.as_ref());
         let response = CURRENT.scope(context, self.inner.call(request));
         Box::pin(response.instrument(span))
     }
+}
+
+/// Names the engagement a request is about in the request's span, so that every log line of
+/// the request carries it (lines written before the command's own span, or after it, too).
+pub fn record_engagement(engagement: &dyn std::fmt::Display) {
+    tracing::Span::current().record("engagement", tracing::field::display(engagement));
 }
 
 #[cfg(test)]

@@ -161,6 +161,12 @@ impl Store {
         &self.db
     }
 
+    /// How many of this binary's migrations the database has not applied yet (0: the schema
+    /// is current, or ahead of this binary).
+    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        Ok(Migrator::get_pending_migrations(&self.db).await?.len())
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         Ok(self.db.ping().await?)
     }

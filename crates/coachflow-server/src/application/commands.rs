@@ -491,6 +491,7 @@ impl Core {
         self.view(name, state, created_at, grant.viewer).await
     }
 
+    #[tracing::instrument(name = "commit", skip_all, fields(sequence = expected_sequence + 1))]
     async fn commit(
         &self,
         name: &EngagementName,

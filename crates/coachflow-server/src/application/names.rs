@@ -199,10 +199,14 @@ impl EngagementName {
 
     pub fn parse(field: &str, name: &str) -> Result<EngagementName, AppError> {
         match segments(field, name, Self::SHAPE)?.as_slice() {
-            ["tenants", tenant, "engagements", id] => Ok(EngagementName {
-                tenant: tenant_id(field, tenant, Self::SHAPE)?,
-                id: Self::id(field, id)?,
-            }),
+            ["tenants", tenant, "engagements", id] => {
+                let name = EngagementName {
+                    tenant: tenant_id(field, tenant, Self::SHAPE)?,
+                    id: Self::id(field, id)?,
+                };
+                crate::trace::record_engagement(&name);
+                Ok(name)
+            }
             _ => Err(AppError::invalid(
                 field,
                 format!("'{name}' is not of the form '{}'", Self::SHAPE),
@@ -245,11 +249,13 @@ impl TaskName {
                 if !is_valid_task_id(task) {
                     return Err(AppError::invalid(field, format!("'{task}' is not a valid task id")));
                 }
+                let engagement = EngagementName {
+                    tenant: tenant_id(field, tenant, Self::SHAPE)?,
+                    id: EngagementName::id(field, id)?,
+                };
+                crate::trace::record_engagement(&engagement);
                 Ok(TaskName {
-                    engagement: EngagementName {
-                        tenant: tenant_id(field, tenant, Self::SHAPE)?,
-                        id: EngagementName::id(field, id)?,
-                    },
+                    engagement,
                     task: (*task).to_owned(),
                 })
             }

@@ -41,6 +41,8 @@ pub struct Config {
     pub commands: CommandsConfig,
     pub idempotency: IdempotencyConfig,
     pub shutdown: ShutdownConfig,
+    pub health: HealthConfig,
+    pub telemetry: TelemetryConfig,
     pub broker: BrokerConfig,
     pub events: EventsConfig,
     pub auth: AuthConfig,
@@ -61,6 +63,9 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// Write a snapshot of an engagement's state every this many events.
     pub snapshot_every: u64,
+    /// Bring the schema up to date at start. Off where a separate step migrates (the Helm
+    /// chart's Job): the server then waits, not ready, until the schema is current.
+    pub migrate: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +87,9 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
+    /// Human-readable with colour on a terminal; JSON lines when stderr is not one (a file, a
+    /// pipe, a container's log).
+    Auto,
     Human,
     Json,
 }
@@ -136,6 +144,38 @@ pub struct IdempotencyConfig {
 pub struct ShutdownConfig {
     /// How long in-flight requests may take to finish after SIGTERM.
     pub grace: String,
+    /// After SIGTERM, how long the server keeps accepting requests while saying it is not
+    /// ready, so load balancers stop sending it new ones first.
+    pub drain_delay: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// How often readiness looks at the database (reachable, schema current).
+    pub interval: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    pub otlp: OtlpConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    /// The OpenTelemetry collector's OTLP/gRPC endpoint (`http://collector:4317`, or
+    /// `https://…`, verified against the platform's roots); empty: spans are not exported.
+    pub endpoint: String,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            interval: "2s".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -294,6 +334,7 @@ impl Default for DatabaseConfig {
             url: "sqlite://coachflow.db".to_owned(),
             max_connections: 16,
             snapshot_every: 100,
+            migrate: true,
         }
     }
 }
@@ -318,7 +359,7 @@ impl Default for MetricsConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            format: LogFormat::Human,
+            format: LogFormat::Auto,
             level: "info,tokio_cron_scheduler=warn".to_owned(),
         }
     }
@@ -359,6 +400,7 @@ impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig {
             grace: "30s".to_owned(),
+            drain_delay: "0s".to_owned(),
         }
     }
 }
@@ -393,6 +435,10 @@ pub struct Settings {
     pub lease: Duration,
     pub idempotency_ttl: Duration,
     pub shutdown_grace: Duration,
+    pub drain_delay: Duration,
+    pub health_interval: Duration,
+    /// Where spans are exported over OTLP, when they are.
+    pub otlp_endpoint: Option<String>,
     /// The event relay, when a broker URL is set.
     pub relay: Option<RelaySettings>,
     pub audience: Audience,
@@ -483,6 +529,23 @@ impl Config {
         cron("idempotency.cleanup_schedule", &self.idempotency.cleanup_schedule)?;
         let idempotency_ttl = parse_duration("idempotency.ttl", &self.idempotency.ttl)?;
         let shutdown_grace = parse_duration("shutdown.grace", &self.shutdown.grace)?;
+        let drain_delay = parse_duration("shutdown.drain_delay", &self.shutdown.drain_delay)?;
+        let health_interval = parse_duration("health.interval", &self.health.interval)?;
+        let otlp_endpoint = match self.telemetry.otlp.endpoint.as_str() {
+            "" => None,
+            endpoint if endpoint.starts_with("http://") || endpoint.starts_with("https://") => {
+                Some(endpoint.to_owned())
+            }
+            endpoint => {
+                return Err(ConfigError::new(
+                    "telemetry.otlp.endpoint",
+                    format!("'{endpoint}' is not an http:// or https:// URL of an OTLP/gRPC collector"),
+                ));
+            }
+        };
+        if health_interval.is_zero() {
+            return Err(ConfigError::new("health.interval", "must be longer than 0s"));
+        }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(ConfigError::new("log.level", format!("not a valid filter: {error}")));
         }
@@ -515,6 +578,9 @@ impl Config {
             lease,
             idempotency_ttl,
             shutdown_grace,
+            drain_delay,
+            health_interval,
+            otlp_endpoint,
             relay,
             audience,
             auth,

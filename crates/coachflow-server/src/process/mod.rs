@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod operations;
 pub mod serve;
 pub mod telemetry;

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::application::{AppError, BulkMigration, Core, ItemOutcome, Method, OperationName, Principal};
 use crate::metrics as names;
-use crate::trace::{self, TraceContext};
+use crate::trace;
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -56,8 +56,7 @@ pub async fn run(core: Arc<Core>, settings: WorkerSettings, mut shutdown: watch:
         };
         if let Some(operation) = claimed {
             let name = OperationName::new(&operation.tenant, &operation.id);
-            let context = TraceContext::root();
-            trace::in_context(context, "operation", work(&core, &settings, operation, &shutdown)).await;
+            trace::in_new_trace("operation", work(&core, &settings, operation, &shutdown)).await;
             tracing::debug!(operation = %name, "operation put down");
             continue;
         }

@@ -14,6 +14,7 @@ use crate::application::{Core, CoreSettings};
 use crate::clock::{FileClock, SharedClock, SystemClock};
 use crate::metrics as names;
 use crate::process::config::{AuthSettings, JwksLocation, Settings, TlsSettings};
+use crate::process::health::Health;
 use crate::process::operations::{self, WorkerSettings};
 use crate::process::timers::{self, RunnerSettings};
 use crate::proto::engagement_service_server::EngagementServiceServer;
@@ -34,8 +35,8 @@ use crate::transport::services::operations::OperationsApi;
 /// Engagements of a bulk migration whose outcomes are recorded together.
 const OPERATION_BATCH: u64 = 32;
 
-/// Connects to the database and brings its schema up to date.
-pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+/// Connects to the database and, with `migrate`, brings its schema up to date.
+pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Store> {
     let database = &settings.config.database;
     let store = Store::connect(
         &database.url,
@@ -46,7 +47,9 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     )
     .await
     .with_context(|| format!("cannot open the database at {}", redact(&database.url)))?;
-    store.migrate().await.context("cannot migrate the database")?;
+    if migrate {
+        store.migrate().await.context("cannot migrate the database")?;
+    }
     Ok(store)
 }
 
@@ -156,6 +159,11 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// The name a gRPC service answers health checks under (`coachflow.v1.EngagementService`).
+fn service_name<S: tonic::server::NamedService>() -> &'static str {
+    S::NAME
+}
+
 /// Where a running server listens.
 #[derive(Debug, Clone, Copy)]
 pub struct Bound {
@@ -178,7 +186,7 @@ pub async fn serve(settings: Settings, ready: impl FnOnce(Bound)) -> anyhow::Res
 pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: impl FnOnce(Bound)) -> anyhow::Result<()> {
     let config = &settings.config;
     let prometheus = names::install()?;
-    let store = open_store(&settings).await?;
+    let store = open_store(&settings, config.database.migrate).await?;
     let clock = clock(&settings);
     let authenticator = Arc::new(authenticator(&settings, Arc::clone(&clock))?);
     authenticator.prefetch().await;
@@ -238,6 +246,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
     let mut scheduler = periodic_jobs(&settings, &core).await?;
     // The relay stops after the gRPC server, so what in-flight requests commit still goes out.
     let (relay_stop, relay_shutdown) = watch::channel(false);
+    let (broker_connected, broker_status) = watch::channel(false);
     let relay = match &settings.relay {
         Some(relay_settings) => {
             let clock = Arc::clone(&core);
@@ -247,6 +256,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
                 Arc::new(move || clock.now()),
                 core.watch_commits(),
                 relay_shutdown,
+                broker_connected,
             )))
         }
         None => {
@@ -256,11 +266,22 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
     };
 
     let limit = config.grpc.max_message_bytes;
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<ModelServiceServer<ModelApi>>().await;
-    health.set_serving::<EngagementServiceServer<EngagementApi>>().await;
-    health.set_serving::<EventServiceServer<EventApi>>().await;
-    health.set_serving::<OperationsServer<OperationsApi>>().await;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let health = Health::new(
+        reporter,
+        vec![
+            service_name::<ModelServiceServer<ModelApi>>(),
+            service_name::<EngagementServiceServer<EngagementApi>>(),
+            service_name::<EventServiceServer<EventApi>>(),
+            service_name::<OperationsServer<OperationsApi>>(),
+        ],
+        store.clone(),
+        relay.is_some().then_some(broker_status),
+    );
+    // Readiness answers from the first look at the database, before the port opens.
+    let (health_stop, health_shutdown) = watch::channel(false);
+    let first = health.check(None).await;
+    let health_task = tokio::spawn(Arc::clone(&health).run(first, settings.health_interval, health_shutdown));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -276,6 +297,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
     ready(bound);
 
     let mut stop = shutdown.clone();
+    let drain_delay = settings.drain_delay;
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &settings.tls {
         builder = builder
@@ -310,8 +332,12 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
                 .max_encoding_message_size(limit),
         )
         .serve_with_incoming_shutdown(incoming(grpc_listener), async move {
+            // Not ready first, still accepting for the drain delay (load balancers see it and
+            // stop sending), then no new requests while the in-flight ones finish.
             let _ = stop.wait_for(|stop| *stop).await;
-            health.set_not_serving::<EngagementServiceServer<EngagementApi>>().await;
+            let _ = health_stop.send(true);
+            health.shutting_down().await;
+            tokio::time::sleep(drain_delay).await;
         });
 
     // In-flight requests finish; past the grace period the rest are dropped.
@@ -320,9 +346,10 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
         result = server => result.context("the gRPC server failed")?,
         () = async {
             let _ = grace.wait_for(|stop| *stop).await;
-            tokio::time::sleep(settings.shutdown_grace).await;
+            tokio::time::sleep(drain_delay + settings.shutdown_grace).await;
         } => tracing::warn!("in-flight requests did not finish within the grace period"),
     }
+    let _ = health_task.await;
     if let Some(runner) = runner {
         let _ = runner.await;
     }

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::application::authorization::{Access, Scope};
 use crate::application::{AppError, Core, EngagementName, Method, Mutation, Principal};
 use crate::metrics as names;
-use crate::trace::{self, TraceContext};
+use crate::trace;
 
 /// The runner's own command: not a method of the API.
 const FIRE_TIMER: Method = Method {
@@ -101,7 +101,7 @@ async fn fire(core: &Core, owner: &str, timer: DueTimer) {
         request_id: String::new(),
     };
     let service = Principal::service();
-    let result = trace::in_context(TraceContext::root(), "timer", core.execute(&service, mutation)).await;
+    let result = trace::in_new_trace("timer", core.execute(&service, mutation)).await;
     let lag = (core.now() - timer.fires_at).to_std().unwrap_or(Duration::ZERO);
     match result {
         // Fired: the commit removed the timer row. No events: the timer was already gone

@@ -141,23 +141,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         overrides.push(("log.format".to_owned(), format));
     }
     let settings = args.config.settings(overrides)?;
-    telemetry::init(&settings.config.log);
-    runtime()?.block_on(serve::serve(settings, |bound| {
+    let runtime = runtime()?;
+    let telemetry = {
+        let _inside = runtime.enter();
+        telemetry::init(&settings.config.log, settings.otlp_endpoint.as_deref())?
+    };
+    let served = runtime.block_on(serve::serve(settings, |bound| {
         // One line on stdout tells scripts and tests where the service listens.
         let metrics = bound
             .metrics
             .map_or_else(|| "off".to_owned(), |address| address.to_string());
         println!("coachflow ready grpc={} metrics={metrics}", bound.grpc);
         let _ = std::io::Write::flush(&mut std::io::stdout());
-    }))?;
+    }));
+    telemetry.shutdown();
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn migrate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     let settings = args.settings(Overrides::new())?;
-    telemetry::init(&settings.config.log);
+    telemetry::init(&settings.config.log, None)?;
     runtime()?.block_on(async {
-        let store = serve::open_store(&settings).await?;
+        let store = serve::open_store(&settings, true).await?;
         store.close().await?;
         println!(
             "database {} is up to date",
