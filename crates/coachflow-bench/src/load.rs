@@ -690,6 +690,20 @@ pub async fn fired_timers_at(address: std::net::SocketAddr) -> Option<f64> {
     Some(metric_value(&exposition, "coachflow_timers_fired_total", &[("outcome", "fired")]).unwrap_or(0.0))
 }
 
+/// Commands committed per write transaction so far: above 1 where commits are grouped.
+pub async fn commands_per_transaction_at(address: std::net::SocketAddr) -> Option<f64> {
+    let exposition = scrape(address).await.ok()?;
+    let sum = |metric: &str| {
+        exposition
+            .lines()
+            .filter(|line| line.starts_with(metric))
+            .filter_map(|line| line.rsplit_once(' ').and_then(|(_, value)| value.parse::<f64>().ok()))
+            .sum::<f64>()
+    };
+    let transactions = sum("coachflow_commit_transactions_total");
+    (transactions > 0.0).then(|| sum("coachflow_commands_committed_total") / transactions)
+}
+
 /// `GET /metrics` from the server.
 pub async fn scrape(address: std::net::SocketAddr) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -59,7 +59,9 @@ enum Scenario {
         engagements: usize,
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         concurrency: Vec<usize>,
-        /// A built-in model's key (models/{key}.yaml) or the path of a model file.
+        /// A model of the bench's own (four-by-three: 4 phases x 3 parallel tasks, the shape
+        /// engines are compared on; ten-timers), a built-in model's key (models/{key}.yaml)
+        /// or the path of a model file.
         #[arg(long, default_value = "four-stage")]
         model: String,
         #[arg(long, default_value_t = 2)]
@@ -203,6 +205,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 rows.push(stats::table(
                     &format!("pgbench single-row INSERT, C = {clients}"),
                     &runs,
+                    "tps",
                 ));
             }
             println!("{}", rows.join("\n"));

@@ -17,6 +17,8 @@ use crate::stats::{Figures, Latencies, rows, table};
 
 /// The model of scenario b: ten timers per engagement.
 pub const TEN_TIMERS_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/ten-timers.yaml");
+/// The bench's own models.
+const BENCH_MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models");
 
 /// Settings every scenario shares.
 #[derive(Debug, Clone)]
@@ -45,13 +47,18 @@ impl Common {
     }
 }
 
-/// A built-in model's key or a model file's path: its text.
+/// A model of the bench's own (`crates/coachflow-bench/models/{key}.yaml`: `four-by-three`,
+/// `ten-timers`), a built-in model's key (`models/{key}.yaml`) or a model file's path: its
+/// text.
 fn model_source(model: &str) -> anyhow::Result<String> {
     if model.contains('/') || model.ends_with(".yaml") || model.ends_with(".json") {
-        std::fs::read_to_string(model).with_context(|| format!("cannot read the model {model}"))
-    } else {
-        Ok(builtin_source(model))
+        return std::fs::read_to_string(model).with_context(|| format!("cannot read the model {model}"));
     }
+    let own = std::path::Path::new(BENCH_MODELS).join(format!("{model}.yaml"));
+    if own.exists() {
+        return std::fs::read_to_string(&own).with_context(|| format!("cannot read {}", own.display()));
+    }
+    Ok(builtin_source(model))
 }
 
 fn backend_name(backend: Backend) -> &'static str {
@@ -129,6 +136,7 @@ async fn client(server: &TestServer) -> anyhow::Result<EngagementServiceClient<C
 async fn each_run(
     common: &Common,
     label: &str,
+    by: &str,
     title: impl Fn(Backend) -> String,
     mut measure: impl AsyncFnMut(Backend) -> anyhow::Result<Figures>,
 ) -> anyhow::Result<()> {
@@ -140,7 +148,7 @@ async fn each_run(
             eprintln!("  {figures:?}");
             runs.push(figures);
         }
-        println!("{}", table(&title(backend), &runs));
+        println!("{}", table(&title(backend), &runs, by));
     }
     Ok(())
 }
@@ -185,7 +193,8 @@ pub async fn throughput(common: &Common, settings: &ThroughputSettings) -> anyho
                         backend_name(backend),
                         if settings.broker { " + RabbitMQ" } else { "" }
                     ),
-                    &runs
+                    &runs,
+                    "completions/s"
                 )
             );
         }
@@ -253,6 +262,11 @@ async fn throughput_run(
         "commits ÷ pgbench",
         (report.command_count() as f64 + timers) / wall / pgbench.tps,
     );
+    let per_transaction = match server.metrics_address() {
+        Some(address) => load::commands_per_transaction_at(address).await,
+        None => None,
+    };
+    figures.set("cmds/txn", per_transaction.unwrap_or(f64::NAN));
     figures.set("cmd p50 ms", all.percentile_ms(50.0));
     figures.set("cmd p99 ms", all.percentile_ms(99.0));
     figures.set("cmd max ms", all.max_ms());
@@ -339,6 +353,9 @@ pub async fn auth(common: &Common, engagements: usize, concurrency: usize) -> an
                 figures.set("cmd p99 ms", all.percentile_ms(99.0));
                 figures.set("errors", report.errors.values().sum::<u64>() as f64);
                 eprintln!("  {figures:?}");
+                for (error, count) in &report.errors {
+                    eprintln!("  error ×{count}: {error}");
+                }
                 server.terminate(Duration::from_secs(60)).await;
                 if auth { on.push(figures) } else { off.push(figures) }
             }
@@ -349,8 +366,11 @@ pub async fn auth(common: &Common, engagements: usize, concurrency: usize) -> an
                 backend_name(backend)
             )
         };
-        println!("{}", table(&title("on (a verified token on every call)"), &on));
-        println!("{}", table(&title("off (local mode, no token)"), &off));
+        println!(
+            "{}",
+            table(&title("on (a verified token on every call)"), &on, "commands/s")
+        );
+        println!("{}", table(&title("off (local mode, no token)"), &off, "commands/s"));
         let median = |runs: &[Figures], column: &str| {
             crate::stats::median(&runs.iter().map(|run| run.get(column)).collect::<Vec<_>>())
         };
@@ -464,7 +484,8 @@ pub async fn scale(
                     "(b) {engagements} active engagements on {}: reads one at a time, memory",
                     backend_name(backend)
                 ),
-                &runs
+                &runs,
+                "get p99 ms"
             )
         );
     }
@@ -548,63 +569,69 @@ pub async fn storm(common: &Common, timers: usize, concurrency: usize) -> anyhow
             backend_name(backend)
         )
     };
-    each_run(common, &format!("storm: {timers} timers"), title, async |backend| {
-        let mut server = common.server(backend, &[]).await;
-        let published = server.publish(&source).await;
-        // Every engagement starts at the same (standing) time, so each one's kick-off
-        // reminder falls due at the same instant.
-        let report = load::run(
-            &server,
-            parse_model(&source),
-            &published,
-            LoadSettings {
-                engagements: timers,
-                concurrency,
-                stakeholders: 2,
-                id_prefix: "t".to_owned(),
-                start_only: true,
-                keep_acks: false,
-            },
-        )
-        .await?;
-        if report.failed > 0 {
-            bail!("{} engagements failed to start: {:?}", report.failed, report.errors);
-        }
-        let first = server.history(&engagement_name("t0000000")).await;
-        let due = history::timers(&first)
-            .pending
-            .values()
-            .min()
-            .copied()
-            .context("the first engagement has no timer")?;
-        let before = fired_timers(&server).await;
-        server.set_time(due);
-        let moved = Instant::now();
-        let mut fired = 0.0;
-        let mut half = None;
-        while moved.elapsed() < Duration::from_secs(600) {
-            fired = fired_timers(&server).await - before;
-            if half.is_none() && fired >= timers as f64 / 2.0 {
-                half = Some(moved.elapsed());
+    each_run(
+        common,
+        &format!("storm: {timers} timers"),
+        "all fired s",
+        title,
+        async |backend| {
+            let mut server = common.server(backend, &[]).await;
+            let published = server.publish(&source).await;
+            // Every engagement starts at the same (standing) time, so each one's kick-off
+            // reminder falls due at the same instant.
+            let report = load::run(
+                &server,
+                parse_model(&source),
+                &published,
+                LoadSettings {
+                    engagements: timers,
+                    concurrency,
+                    stakeholders: 2,
+                    id_prefix: "t".to_owned(),
+                    start_only: true,
+                    keep_acks: false,
+                },
+            )
+            .await?;
+            if report.failed > 0 {
+                bail!("{} engagements failed to start: {:?}", report.failed, report.errors);
             }
-            if fired >= timers as f64 {
-                break;
+            let first = server.history(&engagement_name("t0000000")).await;
+            let due = history::timers(&first)
+                .pending
+                .values()
+                .min()
+                .copied()
+                .context("the first engagement has no timer")?;
+            let before = fired_timers(&server).await;
+            server.set_time(due);
+            let moved = Instant::now();
+            let mut fired = 0.0;
+            let mut half = None;
+            while moved.elapsed() < Duration::from_secs(600) {
+                fired = fired_timers(&server).await - before;
+                if half.is_none() && fired >= timers as f64 / 2.0 {
+                    half = Some(moved.elapsed());
+                }
+                if fired >= timers as f64 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let all = moved.elapsed();
-        let (rss, peak) = rss_mib(&server);
-        let mut figures = Figures::default();
-        figures.set("timers", timers as f64);
-        figures.set("fired", fired);
-        figures.set("half fired s", half.map_or(f64::NAN, |half| half.as_secs_f64()));
-        figures.set("all fired s", all.as_secs_f64());
-        figures.set("fired/s", fired / all.as_secs_f64());
-        figures.set("RSS MiB", rss);
-        figures.set("peak RSS MiB", peak);
-        server.terminate(Duration::from_secs(60)).await;
-        Ok(figures)
-    })
+            let all = moved.elapsed();
+            let (rss, peak) = rss_mib(&server);
+            let mut figures = Figures::default();
+            figures.set("timers", timers as f64);
+            figures.set("fired", fired);
+            figures.set("half fired s", half.map_or(f64::NAN, |half| half.as_secs_f64()));
+            figures.set("all fired s", all.as_secs_f64());
+            figures.set("fired/s", fired / all.as_secs_f64());
+            figures.set("RSS MiB", rss);
+            figures.set("peak RSS MiB", peak);
+            server.terminate(Duration::from_secs(60)).await;
+            Ok(figures)
+        },
+    )
     .await
 }
 
@@ -618,77 +645,83 @@ pub async fn history(common: &Common, events: u64, samples: usize) -> anyhow::Re
             backend_name(backend)
         )
     };
-    each_run(common, &format!("history: {events} events"), title, async |backend| {
-        let mut server = common.server(backend, &[]).await;
-        let published = server.publish(&source).await;
-        let created = server.create_engagement(&published, "long", 2).await;
-        let name = created.name.clone();
-        let mut grpc = client(&server).await?;
-        let tokens = load::Tokens::for_server(&server);
-        grpc.record_goal(tokens.request(
-            proto::RecordGoalRequest {
-                engagement: name.clone(),
-                goal_id: "goal-1".to_owned(),
-                title: "Delegate the weekly operations review".to_owned(),
-                measure: String::new(),
-                target: String::new(),
-                due_date: String::new(),
-                etag: String::new(),
-                request_id: String::new(),
-            },
-            SERVICE_ACTOR,
-        ))
-        .await
-        .map_err(|status| anyhow!("RecordGoal: {status}"))?;
-        // A check-in's progress on the goal, again and again: the history grows, the
-        // state does not.
-        let mut count = 0;
-        let mut writes = Latencies::new();
-        let mut progress = 0;
-        while count < events {
-            progress = (progress + 7) % 101;
-            let sent = Instant::now();
-            let engagement = grpc
-                .record_goal_progress(tokens.request(
-                    proto::RecordGoalProgressRequest {
-                        engagement: name.clone(),
-                        goal_id: "goal-1".to_owned(),
-                        progress,
-                        status: proto::goal::Status::Unspecified.into(),
-                        note: String::new(),
-                        etag: String::new(),
-                        request_id: String::new(),
-                    },
-                    SERVICE_ACTOR,
-                ))
-                .await
-                .map_err(|status| anyhow!("RecordGoalProgress: {status}"))?
-                .into_inner();
-            writes.record(sent.elapsed());
-            count = engagement.event_count;
-        }
-        let mut get = Latencies::new();
-        let mut size = 0;
-        for _ in 0..samples.max(1) {
-            let sent = Instant::now();
-            let engagement = grpc
-                .get_engagement(tokens.request(proto::GetEngagementRequest { name: name.clone() }, SERVICE_ACTOR))
-                .await
-                .map_err(|status| anyhow!("GetEngagement: {status}"))?
-                .into_inner();
-            get.record(sent.elapsed());
-            size = prost::Message::encoded_len(&engagement);
-        }
-        let mut figures = Figures::default();
-        figures.set("events", count as f64);
-        figures.set("write p50 ms", writes.percentile_ms(50.0));
-        figures.set("write p99 ms", writes.percentile_ms(99.0));
-        figures.set("get p50 ms", get.percentile_ms(50.0));
-        figures.set("get p99 ms", get.percentile_ms(99.0));
-        figures.set("get max ms", get.max_ms());
-        figures.set("reply bytes", size as f64);
-        server.terminate(Duration::from_secs(60)).await;
-        Ok(figures)
-    })
+    each_run(
+        common,
+        &format!("history: {events} events"),
+        "get p99 ms",
+        title,
+        async |backend| {
+            let mut server = common.server(backend, &[]).await;
+            let published = server.publish(&source).await;
+            let created = server.create_engagement(&published, "long", 2).await;
+            let name = created.name.clone();
+            let mut grpc = client(&server).await?;
+            let tokens = load::Tokens::for_server(&server);
+            grpc.record_goal(tokens.request(
+                proto::RecordGoalRequest {
+                    engagement: name.clone(),
+                    goal_id: "goal-1".to_owned(),
+                    title: "Delegate the weekly operations review".to_owned(),
+                    measure: String::new(),
+                    target: String::new(),
+                    due_date: String::new(),
+                    etag: String::new(),
+                    request_id: String::new(),
+                },
+                SERVICE_ACTOR,
+            ))
+            .await
+            .map_err(|status| anyhow!("RecordGoal: {status}"))?;
+            // A check-in's progress on the goal, again and again: the history grows, the
+            // state does not.
+            let mut count = 0;
+            let mut writes = Latencies::new();
+            let mut progress = 0;
+            while count < events {
+                progress = (progress + 7) % 101;
+                let sent = Instant::now();
+                let engagement = grpc
+                    .record_goal_progress(tokens.request(
+                        proto::RecordGoalProgressRequest {
+                            engagement: name.clone(),
+                            goal_id: "goal-1".to_owned(),
+                            progress,
+                            status: proto::goal::Status::Unspecified.into(),
+                            note: String::new(),
+                            etag: String::new(),
+                            request_id: String::new(),
+                        },
+                        SERVICE_ACTOR,
+                    ))
+                    .await
+                    .map_err(|status| anyhow!("RecordGoalProgress: {status}"))?
+                    .into_inner();
+                writes.record(sent.elapsed());
+                count = engagement.event_count;
+            }
+            let mut get = Latencies::new();
+            let mut size = 0;
+            for _ in 0..samples.max(1) {
+                let sent = Instant::now();
+                let engagement = grpc
+                    .get_engagement(tokens.request(proto::GetEngagementRequest { name: name.clone() }, SERVICE_ACTOR))
+                    .await
+                    .map_err(|status| anyhow!("GetEngagement: {status}"))?
+                    .into_inner();
+                get.record(sent.elapsed());
+                size = prost::Message::encoded_len(&engagement);
+            }
+            let mut figures = Figures::default();
+            figures.set("events", count as f64);
+            figures.set("write p50 ms", writes.percentile_ms(50.0));
+            figures.set("write p99 ms", writes.percentile_ms(99.0));
+            figures.set("get p50 ms", get.percentile_ms(50.0));
+            figures.set("get p99 ms", get.percentile_ms(99.0));
+            figures.set("get max ms", get.max_ms());
+            figures.set("reply bytes", size as f64);
+            server.terminate(Duration::from_secs(60)).await;
+            Ok(figures)
+        },
+    )
     .await
 }

@@ -1,6 +1,5 @@
 //! Latency histograms (HDR, microsecond resolution) and the medians of repeated runs.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -126,14 +125,41 @@ impl Figures {
     }
 }
 
-/// Every run's figures and their medians, as a Markdown table: one row per run, then the
-/// median row.
-pub fn table(title: &str, runs: &[Figures]) -> String {
+/// Every run's figures as a Markdown table: one row per run, then the median run's row,
+/// the run whose `by` figure is the median (the lower middle one for an even count), shown
+/// whole, so that the figures of one row always come from one run.
+pub fn table(title: &str, runs: &[Figures], by: &str) -> String {
     let mut out = rows(title, runs);
-    if runs.len() > 1 {
-        out.push_str(&median_row(runs));
+    if let Some(index) = median_run(runs, by)
+        && runs.len() > 1
+    {
+        let columns = columns(runs);
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|column| format!("**{}**", figure(runs[index].get(column))))
+            .collect();
+        out.push_str(&format!(
+            "| median: run {} (by {by}) | {} |\n",
+            index + 1,
+            cells.join(" | ")
+        ));
     }
     out
+}
+
+/// The index of the run whose `by` figure is the median of the runs that have one.
+pub fn median_run(runs: &[Figures], by: &str) -> Option<usize> {
+    let mut measured: Vec<(usize, f64)> = runs
+        .iter()
+        .enumerate()
+        .map(|(index, run)| (index, run.get(by)))
+        .filter(|(_, value)| !value.is_nan())
+        .collect();
+    if measured.is_empty() {
+        return None;
+    }
+    measured.sort_by(|left, right| left.1.total_cmp(&right.1));
+    Some(measured[(measured.len() - 1) / 2].0)
 }
 
 /// One Markdown row per entry of `runs`, without medians.
@@ -149,24 +175,6 @@ pub fn rows(title: &str, runs: &[Figures]) -> String {
         out.push_str(&format!("| {} | {} |\n", index + 1, cells.join(" | ")));
     }
     out
-}
-
-fn median_row(runs: &[Figures]) -> String {
-    let columns = columns(runs);
-    {
-        let medians: BTreeMap<&String, f64> = columns
-            .iter()
-            .map(|column| {
-                let values: Vec<f64> = runs.iter().map(|run| run.get(column)).collect();
-                (column, median(&values))
-            })
-            .collect();
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|column| format!("**{}**", figure(medians[column])))
-            .collect();
-        format!("| median | {} |\n", cells.join(" | "))
-    }
 }
 
 fn columns(runs: &[Figures]) -> Vec<String> {
@@ -219,18 +227,23 @@ mod tests {
     }
 
     #[test]
-    fn the_table_has_a_row_per_run_and_a_median_row() {
-        let mut first = Figures::default();
-        first.set("tps", 100.0);
-        first.set("p99 ms", 4.5);
-        let mut second = Figures::default();
-        second.set("tps", 300.0);
-        second.set("p99 ms", 1.5);
-        let mut third = Figures::default();
-        third.set("tps", 200.0);
-        let table = table("t", &[first, second, third]);
+    fn the_median_row_is_one_whole_run() {
+        let run = |tps: f64, p99: f64| {
+            let mut figures = Figures::default();
+            figures.set("tps", tps);
+            figures.set("p99 ms", p99);
+            figures
+        };
+        // By tps the median run is the third (200); its p99 (8.5) is not the median p99.
+        let runs = [run(100.0, 4.5), run(300.0, 1.5), run(200.0, 8.5)];
+        let table = table("t", &runs, "tps");
         assert!(table.contains("| run | tps | p99 ms |"), "{table}");
-        assert!(table.contains("| 3 | 200 | – |"), "{table}");
-        assert!(table.contains("| median | **200** | **1.50** |"), "{table}");
+        assert!(table.contains("| 3 | 200 | 8.50 |"), "{table}");
+        assert!(
+            table.contains("| median: run 3 (by tps) | **200** | **8.50** |"),
+            "{table}"
+        );
+        assert_eq!(median_run(&runs, "p99 ms"), Some(0));
+        assert_eq!(median_run(&runs, "missing"), None);
     }
 }

@@ -74,6 +74,8 @@ struct MutationFingerprint<'a> {
 struct Decided<'a> {
     model: &'a Model,
     decision: &'a Decision,
+    /// The command's name, for metrics.
+    command: &'static str,
 }
 
 /// Who and what a change is about, for the authorization check.
@@ -224,6 +226,7 @@ impl Core {
         let decided = Decided {
             model: &model,
             decision: &decision,
+            command: command.action.name(),
         };
         match self.commit(name, 0, decided, key.as_ref(), now).await {
             Ok(()) => {
@@ -427,6 +430,7 @@ impl Core {
             let decided = Decided {
                 model: &model,
                 decision: &decision,
+                command,
             };
             match self.commit(name, sequence, decided, key.as_ref(), now).await {
                 Ok(()) => {
@@ -500,7 +504,11 @@ impl Core {
         request: Option<&RequestKey>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let Decided { model, decision } = decided;
+        let Decided {
+            model,
+            decision,
+            command,
+        } = decided;
         let engagement_name = name.to_string();
         let reference = EngagementRef { name: &engagement_name };
         let traceparent = crate::trace::current().map(|context| context.traceparent());
@@ -533,6 +541,7 @@ impl Core {
                 now,
             })
             .await?;
+        metrics::counter!(names::COMMANDS_COMMITTED, "command" => command).increment(1);
         metrics::counter!(names::EVENTS_APPENDED).increment(decision.events.len() as u64);
         if decision
             .effects
