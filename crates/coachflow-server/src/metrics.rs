@@ -66,7 +66,16 @@ fn describe() {
         Unit::Count,
         "Commands decided again after a concurrent change"
     );
-    describe_counter!(COMMANDS_COMMITTED, Unit::Count, "Commands committed, by command");
+    describe_counter!(
+        COMMANDS_COMMITTED,
+        Unit::Count,
+        "Commands committed, by command (timer firings included)"
+    );
+    describe_counter!(
+        coachflow_store::metrics::COMMIT_TRANSACTIONS,
+        Unit::Count,
+        "Write transactions that committed engagement changes (SQLite groups many commands in one)"
+    );
     describe_counter!(EVENTS_APPENDED, Unit::Count, "Events appended to engagement histories");
     describe_counter!(
         IDEMPOTENT_REPLAYS,

@@ -16,7 +16,7 @@ use crate::entity::{engagement, engagement_person, engagement_task, event, outbo
 use crate::error::unique_violation_as;
 use crate::idempotency::{NewIdempotencyKey, insert_idempotency_key};
 use crate::outbox::NewOutboxEvent;
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 
 /// What one decision changes in an engagement.
 #[derive(Debug, Clone)]
@@ -67,9 +67,27 @@ impl Store {
     )]
     pub async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
         let rows = Rows::prepare(&commit)?;
-        let (transaction, _turn) = self.begin_write().await?;
-        let outcome = rows.write(&transaction, &commit, self.options.snapshot_every).await;
-        finish(transaction, outcome).await
+        let snapshot_every = self.options.snapshot_every;
+        match self.backend {
+            // One writer at a time: the commits waiting for it share its next transaction.
+            Backend::Sqlite => {
+                self.group
+                    .commit(self, async |transaction| {
+                        rows.write(transaction, &commit, snapshot_every).await
+                    })
+                    .await
+            }
+            // Concurrent transactions, whose WAL flushes PostgreSQL already groups.
+            Backend::Postgres => {
+                let (transaction, _turn) = self.begin_write().await?;
+                let outcome = rows.write(&transaction, &commit, snapshot_every).await;
+                let committed = finish(transaction, outcome).await;
+                if committed.is_ok() {
+                    metrics::counter!(crate::metrics::COMMIT_TRANSACTIONS).increment(1);
+                }
+                committed
+            }
+        }
     }
 }
 

@@ -73,6 +73,8 @@ pub struct Store {
     /// growing sleeps: under many concurrent writers an unlucky one could wait past the
     /// busy timeout and fail with "database is locked".)
     writers: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: the commits that share the next write transaction.
+    pub(crate) group: Arc<crate::group::GroupCommit>,
 }
 
 /// Held by a write transaction until it ends: the turn of SQLite writers of this process
@@ -123,6 +125,7 @@ impl Store {
             backend,
             options,
             writers: Arc::new(tokio::sync::Mutex::new(())),
+            group: Arc::default(),
         })
     }
 

@@ -463,3 +463,102 @@ pub async fn history_pages_oldest_first(db: TestDb) {
     );
     assert!(store.history("acme", "eng-9", 0, 10).await.unwrap().is_empty());
 }
+
+/// Commits of many engagements at once (on SQLite they share write transactions, each in a
+/// savepoint): one whose guard fails and one whose request id was used are refused on their
+/// own, with nothing of theirs written, and every other is committed whole.
+pub async fn commits_together_fail_alone(db: TestDb) {
+    let store = &db.store;
+    let model = four_stage();
+    let ids: Vec<String> = (0..12).map(|n| format!("eng-{n}")).collect();
+    let mut states = Vec::new();
+    for id in &ids {
+        states.push(
+            start(store, model, "acme", id, people("client-1", "coach-1"), t0())
+                .await
+                .state,
+        );
+    }
+    // eng-0 moves on before the batch: a decision on its old state is stale.
+    act(store, model, "acme", "eng-0", record_goal("moved-on"), t0() + days(1))
+        .await
+        .unwrap();
+    // The request id "taken" is stored with a commit of eng-1 already.
+    let first = decide_on(model, &states[1], record_goal("first"), t0() + days(1));
+    let key = || Some(idempotency_key("acme", "taken", t0() + days(1)));
+    commit_decision(
+        store,
+        "acme",
+        "eng-1",
+        states[1].sequence,
+        &first,
+        key(),
+        t0() + days(1),
+    )
+    .await
+    .unwrap();
+    let mut states_before = Vec::new();
+    for id in &ids[..2] {
+        states_before.push(store.load_engagement("acme", id).await.unwrap().unwrap().state);
+    }
+
+    let mut commits = Vec::new();
+    for (index, id) in ids.iter().enumerate() {
+        let store = store.clone();
+        let id = id.clone();
+        let state = if index == 1 {
+            states_before[1].clone()
+        } else {
+            states[index].clone()
+        };
+        commits.push(tokio::spawn(async move {
+            let decision = decide_on(model, &state, record_goal("together"), t0() + days(2));
+            let idempotency = (index == 1).then(|| idempotency_key("acme", "taken", t0() + days(2)));
+            commit_decision(
+                &store,
+                "acme",
+                &id,
+                state.sequence,
+                &decision,
+                idempotency,
+                t0() + days(2),
+            )
+            .await
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for commit in commits {
+        outcomes.push(commit.await.unwrap());
+    }
+    assert!(matches!(outcomes[0], Err(StoreError::Conflict)), "{:?}", outcomes[0]);
+    assert!(
+        matches!(outcomes[1], Err(StoreError::DuplicateRequest)),
+        "{:?}",
+        outcomes[1]
+    );
+    for (index, outcome) in outcomes.iter().enumerate().skip(2) {
+        assert!(outcome.is_ok(), "eng-{index}: {outcome:?}");
+    }
+
+    for (index, id) in ids.iter().enumerate() {
+        let loaded = store.load_engagement("acme", id).await.unwrap().unwrap();
+        let goals: Vec<&str> = loaded.state.goals.keys().map(String::as_str).collect();
+        let sequences: Vec<u64> = store
+            .history("acme", id, 0, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|event| event.sequence)
+            .collect();
+        assert_eq!(
+            sequences,
+            (1..=loaded.state.sequence).collect::<Vec<_>>(),
+            "{id}: no gaps"
+        );
+        match index {
+            0 => assert_eq!(goals, ["moved-on"], "the stale commit wrote nothing"),
+            1 => assert_eq!(loaded.state, states_before[1], "the duplicate wrote nothing"),
+            _ => assert_eq!(goals, ["together"], "{id}"),
+        }
+    }
+}

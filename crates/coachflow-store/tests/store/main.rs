@@ -51,6 +51,7 @@ suite! {
     engagements::a_stale_sequence_conflicts_and_writes_nothing,
     engagements::a_taken_engagement_id_already_exists,
     engagements::concurrent_commits_on_one_sequence_have_one_winner,
+    engagements::commits_together_fail_alone,
     engagements::a_failing_step_rolls_back_the_whole_commit,
     engagements::malformed_commits_are_refused,
     engagements::unreadable_events_are_corrupt,
