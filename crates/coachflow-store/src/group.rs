@@ -58,14 +58,7 @@ impl GroupCommit {
     {
         let batch = self.join(store);
         let member = Member(&batch);
-        let begun = batch
-            .begun
-            .subscribe()
-            .wait_for(Option::is_some)
-            .await
-            .map(|begun| begun.clone())
-            .unwrap_or_else(|_| Some(Err("the batch's leader stopped".to_owned())));
-        if let Some(Err(error)) = begun {
+        if let Err(error) = settled(&batch.begun).await {
             return Err(failed(error));
         }
         let own = {
@@ -88,18 +81,10 @@ impl GroupCommit {
         // A refusal waits for the commit too: it may stem from another member's rows (the
         // twin of a request, a commit to the same engagement), which the caller reads back
         // (the first request's answer, the engagement's new state) only once committed.
-        let committed = batch
-            .committed
-            .subscribe()
-            .wait_for(Option::is_some)
-            .await
-            .map(|committed| committed.clone())
-            .unwrap_or_else(|_| Some(Err("the batch's leader stopped".to_owned())));
-        match committed {
-            Some(Ok(())) => own,
+        match settled(&batch.committed).await {
+            Ok(()) => own,
             // Nothing of the batch is kept: a refusal it caused means nothing either.
-            Some(Err(error)) => Err(failed(error)),
-            None => Err(failed("the batch ended without a commit".to_owned())),
+            Err(error) => Err(failed(error)),
         }
     }
 
@@ -153,6 +138,14 @@ async fn lead(store: Store, batch: Arc<Batch>) {
     drop(turn);
     metrics::counter!(names::COMMIT_TRANSACTIONS).increment(1);
     batch.committed.send_replace(Some(outcome));
+}
+
+/// The outcome `step` settles on (the transaction begun, the batch committed).
+async fn settled(step: &watch::Sender<Option<Result<(), String>>>) -> Result<(), String> {
+    match step.subscribe().wait_for(Option::is_some).await {
+        Ok(outcome) => outcome.clone().unwrap_or(Ok(())),
+        Err(_) => Err("the batch's leader stopped".to_owned()),
+    }
 }
 
 fn failed(message: String) -> StoreError {
