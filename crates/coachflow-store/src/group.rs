@@ -143,7 +143,9 @@ async fn lead(store: Store, batch: Arc<Batch>) {
 /// The outcome `step` settles on (the transaction begun, the batch committed).
 async fn settled(step: &watch::Sender<Option<Result<(), String>>>) -> Result<(), String> {
     match step.subscribe().wait_for(Option::is_some).await {
-        Ok(outcome) => outcome.clone().unwrap_or(Ok(())),
+        Ok(outcome) => outcome
+            .clone()
+            .unwrap_or_else(|| Err("the batch's step settled on nothing".to_owned())),
         Err(_) => Err("the batch's leader stopped".to_owned()),
     }
 }

@@ -43,6 +43,9 @@ pub struct Health {
     store: Store,
     /// The relay's connection, when there is a broker.
     broker: Option<watch::Receiver<bool>>,
+    /// True once shutdown has begun. Readiness is set under this lock, so a check that was
+    /// under way when shutdown began cannot answer SERVING after it.
+    stopping: tokio::sync::Mutex<bool>,
 }
 
 impl Health {
@@ -57,6 +60,7 @@ impl Health {
             services,
             store,
             broker,
+            stopping: tokio::sync::Mutex::new(false),
         })
     }
 
@@ -115,12 +119,14 @@ impl Health {
 
     /// Shutdown has begun: not ready from now on, whatever the database says.
     pub async fn shutting_down(&self) {
+        *self.stopping.lock().await = true;
         self.readiness(false).await;
         tracing::info!("shutting down: not ready");
     }
 
     async fn readiness(&self, ready: bool) {
-        let status = if ready {
+        let stopping = self.stopping.lock().await;
+        let status = if ready && !*stopping {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
