@@ -47,6 +47,7 @@ UNVALIDATED_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 CHART_MANAGED = {
     "database.url": "Secret database.existingSecret (env COACHFLOW_DATABASE_URL)",
     "broker.url": "Secret broker.existingSecret (env COACHFLOW_BROKER_URL)",
+    "content.kek": "Secret content.existingSecret (env COACHFLOW_CONTENT_KEK)",
     "instance_id": "the pod's name (env COACHFLOW_INSTANCE_ID)",
     "server.tls.cert": "Secret tls.existingSecret, mounted",
     "server.tls.key": "Secret tls.existingSecret, mounted",
@@ -379,6 +380,13 @@ def check_release(scenario: str, values: dict[str, Any], rendered: dict[str, str
                   f"{where}: COACHFLOW_{setting}_URL from Secret {secret['existingSecret']} key {secret['existingSecretKey']}")
         else:
             check(ref is None, f"{where}: no COACHFLOW_{setting}_URL without a Secret")
+    kek = values.get("content") or {}
+    ref = env.get("COACHFLOW_CONTENT_KEK", {}).get("valueFrom", {}).get("secretKeyRef")
+    if kek.get("existingSecret"):
+        check(ref == {"name": kek["existingSecret"], "key": kek["existingSecretKey"]},
+              f"{where}: COACHFLOW_CONTENT_KEK from Secret {kek['existingSecret']} key {kek['existingSecretKey']}")
+    else:
+        check(ref is None and "COACHFLOW_CONTENT_KEK" not in env, f"{where}: no COACHFLOW_CONTENT_KEK without a Secret")
 
     # Files from Secrets.
     jwks = auth.get("jwks", "")
@@ -947,6 +955,11 @@ def main() -> int:
         expect_refusal(chart, schema, "development on SQLite with 2 replicas", {"mode": "development", "database": {"existingSecret": ""}}, "/replicaCount", True)
         expect_refusal(chart, schema, "a misspelt setting (config.timers.batchsize)", {"config": {"timers": {"batchsize": 10}}}, "batchsize", True)
         expect_refusal(chart, schema, "a database URL in clear (config.database.url)", {"config": {"database": {"url": "postgres://app:secret@db/coachflow"}}}, "url", True)
+        expect_refusal(chart, schema, "key-encryption keys in clear (config.content.kek)", {"config": {"content": {"kek": "AAAA"}}}, "kek", True)
+        expect_refusal(chart, schema, "key-encryption keys from both content.existingSecret and config.content.kek_file",
+                       {"content": {"existingSecret": "coachflow-kek"}, "config": {"content": {"kek_file": "/etc/coachflow/kek/keys"}}}, "kek_file", False)
+        expect_refusal(chart, schema, "retention.tenants that is not a JSON object", {"config": {"retention": {"tenants": "acme: 365d"}}}, "retention.tenants", False)
+        expect_refusal(chart, schema, "a retention period of 0", {"config": {"retention": {"closed_content_after": "0d"}}}, "/config/retention/closed_content_after", True)
         expect_refusal(chart, schema, "gRPC on loopback (unreachable for probes and Services)", {"config": {"grpc": {"listen": "127.0.0.1:50051"}}}, "/config/grpc/listen", True)
         expect_refusal(chart, schema, "a duration the service cannot parse", {"config": {"shutdown": {"grace": "30 seconds"}}}, "/config/shutdown/grace", True)
         expect_refusal(chart, schema, "a count of the wrong type", {"config": {"database": {"max_connections": "16"}}}, "/config/database/max_connections", True)

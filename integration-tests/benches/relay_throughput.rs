@@ -131,6 +131,7 @@ async fn fresh_store() -> (Store, Box<dyn std::any::Any + Send>) {
     let options = StoreOptions {
         max_connections: 16,
         snapshot_every: 100,
+        ..StoreOptions::default()
     };
     if std::env::var("COACHFLOW_BENCH_BACKEND").as_deref() == Ok("sqlite") {
         let (store, guard) = coachflow_store::testing::fresh_sqlite_with(options).await;

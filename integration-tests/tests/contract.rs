@@ -292,6 +292,12 @@ fn events_of_every_type() -> Vec<Published> {
     cancelled.run(Action::Cancel {
         reason: Some("budget cut".to_owned()),
     });
+    // After it ended: the stakeholder's data, then the whole content, erased.
+    cancelled.run(Action::ErasePerson {
+        person: "emp_1001".to_owned(),
+        pseudonym: "erased-0a1b2c3d4e5f6a7b".to_owned(),
+    });
+    cancelled.run(Action::EraseContent);
 
     let mut events = engagement.published;
     events.extend(migrated.published);

@@ -11,6 +11,7 @@ mod m20261122_000002_relay;
 mod m20261201_000003_identity;
 mod m20261201_000004_model_versions;
 mod m20261201_000005_operations;
+mod m20261202_000006_content;
 
 /// All of Coachflow's migrations, oldest first.
 #[derive(Debug)]
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_identity::Migration),
             Box::new(m20261201_000004_model_versions::Migration),
             Box::new(m20261201_000005_operations::Migration),
+            Box::new(m20261202_000006_content::Migration),
         ]
     }
 }

@@ -135,6 +135,17 @@ pub enum Action {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// Erases the engagement's content; the skeleton (phases, tasks, times, states) stays.
+    /// Nothing happens when it was erased before and no content was recorded since.
+    /// Allowed once it has ended.
+    EraseContent,
+    /// Erases a person's data from the engagement: they appear as `pseudonym` from now on,
+    /// and when they are its client (whose coaching record it is) its content is erased
+    /// too. Nothing happens when the engagement does not name them.
+    ErasePerson {
+        person: String,
+        pseudonym: String,
+    },
 }
 
 impl Action {
@@ -159,6 +170,8 @@ impl Action {
             Action::Suspend { .. } => "suspend",
             Action::Resume => "resume",
             Action::Cancel { .. } => "cancel",
+            Action::EraseContent => "erase_content",
+            Action::ErasePerson { .. } => "erase_person",
         }
     }
 }

@@ -55,6 +55,7 @@ pub enum EventKind {
         /// Old task key → new, for the tasks that were renamed.
         #[serde(default)]
         tasks: BTreeMap<String, String>,
+        #[serde(default)]
         reason: String,
     },
     PhaseEntered {
@@ -86,6 +87,7 @@ pub enum EventKind {
         phase: String,
         iteration: u32,
         to: String,
+        #[serde(default)]
         reason: String,
     },
     TaskCreated {
@@ -115,10 +117,13 @@ pub enum EventKind {
     },
     TaskCompleted {
         id: String,
+        // Content: absent once erased, like every content field (see `content_fields`).
+        #[serde(default)]
         outputs: BTreeMap<String, serde_json::Value>,
     },
     TaskSkipped {
         id: String,
+        #[serde(default)]
         reason: String,
     },
     /// Closed without being done: its phase was left or the engagement ended.
@@ -129,6 +134,7 @@ pub enum EventKind {
     /// again (a `TaskOpened` follows).
     TaskReopened {
         id: String,
+        #[serde(default)]
         reason: String,
     },
     /// An open task's due date was recomputed (its model version changed it).
@@ -171,6 +177,7 @@ pub enum EventKind {
     },
     GoalSet {
         goal: String,
+        #[serde(default)]
         title: String,
         measure: Option<String>,
         target: Option<String>,
@@ -187,6 +194,7 @@ pub enum EventKind {
     },
     CommitmentRecorded {
         commitment: String,
+        #[serde(default)]
         description: String,
         owner: Option<String>,
         due: Option<DateTime<Utc>>,
@@ -216,6 +224,18 @@ pub enum EventKind {
     TimerDeferred {
         id: String,
     },
+    /// The engagement's content (outputs, notes, goal wording, commitment text, reasons)
+    /// was erased: the keys it was sealed under are destroyed, and content recorded from
+    /// now on is sealed under the key of `generation`. The skeleton stays.
+    ContentErased {
+        generation: u32,
+    },
+    /// A person's data was erased: from now on they appear as `pseudonym` (stable across
+    /// the tenant's engagements) wherever the engagement names them.
+    PersonErased {
+        person: String,
+        pseudonym: String,
+    },
 }
 
 impl EventKind {
@@ -240,6 +260,8 @@ impl EventKind {
             EventKind::MilestoneReached { .. } => ("milestone", "reached"),
             EventKind::GoalSet { .. } => ("goal", "set"),
             EventKind::GoalAchieved { .. } => ("goal", "achieved"),
+            EventKind::ContentErased { .. } => ("engagement", "content_erased"),
+            EventKind::PersonErased { .. } => ("subject", "erased"),
             _ => return None,
         })
     }
@@ -260,6 +282,35 @@ impl EventKind {
             EventKind::GoalProgressRecorded { .. } | EventKind::CommitmentFollowedUp { .. } => &["note"],
             EventKind::CommitmentRecorded { .. } => &["description"],
             _ => &[],
+        }
+    }
+
+    /// The fields of this event that hold content, sealed at rest under the engagement's
+    /// data key and gone once it is erased: the free text, and a completed task's outputs.
+    pub fn content_fields(&self) -> &'static [&'static str] {
+        match self {
+            EventKind::TaskCompleted { .. } => &["outputs"],
+            kind => kind.text_fields(),
+        }
+    }
+
+    /// Whether this event records content (a content field that is not empty).
+    pub fn records_content(&self) -> bool {
+        match self {
+            EventKind::TaskCompleted { outputs, .. } => !outputs.is_empty(),
+            EventKind::TaskSkipped { .. }
+            | EventKind::TaskReopened { .. }
+            | EventKind::EngagementMigrated { .. }
+            | EventKind::PhaseExited { .. }
+            | EventKind::GoalSet { .. }
+            | EventKind::CommitmentRecorded { .. } => true,
+            EventKind::EngagementSuspended { reason }
+            | EventKind::EngagementCancelled { reason }
+            | EventKind::PhaseSignOffWithdrawn { reason, .. } => reason.is_some(),
+            EventKind::GoalProgressRecorded { note, .. } | EventKind::CommitmentFollowedUp { note, .. } => {
+                note.is_some()
+            }
+            _ => false,
         }
     }
 
@@ -305,6 +356,8 @@ impl EventKind {
             EventKind::TimerCancelled { .. } => "timer_cancelled",
             EventKind::TimerFired { .. } => "timer_fired",
             EventKind::TimerDeferred { .. } => "timer_deferred",
+            EventKind::ContentErased { .. } => "content_erased",
+            EventKind::PersonErased { .. } => "person_erased",
         }
     }
 }

@@ -24,7 +24,7 @@ pub use event::{Event, EventKind, SCHEMA_VERSION};
 pub use ids::{is_valid_person_id, is_valid_record_id, series_id, task_instance_id};
 pub use public::{Audience, EngagementRef, PUBLIC_EVENTS, PublicEvent, public_event, publishable, timestamp};
 pub use state::{
-    Commitment, CommitmentStatus, CurrentPhase, EngagementState, EngagementStatus, Goal, GoalStatus, MilestoneRecord,
-    Series, SeriesStatus, TaskInstance, TaskStatus, Timer, TimerPurpose, apply,
+    Commitment, CommitmentStatus, ContentErasure, CurrentPhase, EngagementState, EngagementStatus, Goal, GoalStatus,
+    MilestoneRecord, Series, SeriesStatus, TaskInstance, TaskStatus, Timer, TimerPurpose, apply,
 };
 pub use visibility::{CONTENT_ROLES, Viewer};

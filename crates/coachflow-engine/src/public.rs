@@ -18,7 +18,7 @@ use crate::state::{EngagementState, EngagementStatus};
 use crate::visibility::Viewer;
 
 /// Every `(entity, action)` a public event can have, as [`EventKind::public_name`] gives it.
-pub const PUBLIC_EVENTS: [(&str, &str); 17] = [
+pub const PUBLIC_EVENTS: [(&str, &str); 19] = [
     ("engagement", "started"),
     ("engagement", "suspended"),
     ("engagement", "resumed"),
@@ -36,6 +36,8 @@ pub const PUBLIC_EVENTS: [(&str, &str); 17] = [
     ("milestone", "reached"),
     ("goal", "set"),
     ("goal", "achieved"),
+    ("engagement", "content_erased"),
+    ("subject", "erased"),
 ];
 
 /// Who receives the public events, by the names a model's output `visibility` lists: the
@@ -70,7 +72,7 @@ impl Default for Audience {
 /// key) is the broker's business, not the engine's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PublicEvent {
-    /// `engagement`, `phase`, `task`, `milestone` or `goal`.
+    /// `engagement`, `phase`, `task`, `milestone`, `goal` or `subject`.
     pub entity: &'static str,
     /// `started`, `completed`, `reached`, ...
     pub action: &'static str,
@@ -208,6 +210,11 @@ pub fn public_event(
                 .count();
             data.insert("goals".to_owned(), Value::from(goals));
             data.insert("goals_achieved".to_owned(), Value::from(achieved));
+        }
+        EventKind::PersonErased { person, pseudonym } => {
+            // Whom consumers must erase their copies of, and the name they appear under now.
+            data.insert("person".to_owned(), Value::from(person.as_str()));
+            data.insert("pseudonym".to_owned(), Value::from(pseudonym.as_str()));
         }
         _ => {}
     }

@@ -158,6 +158,9 @@ pub struct Goal {
     pub updated_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Its wording was erased (with the engagement's content).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub content_erased: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +198,9 @@ pub struct Commitment {
     pub follow_up_due: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Its text was erased (with the engagement's content).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub content_erased: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,6 +281,30 @@ pub struct EngagementState {
     pub commitments: BTreeMap<String, Commitment>,
     pub timers: BTreeMap<String, Timer>,
     pub milestones: Vec<MilestoneRecord>,
+    /// The generation of the data key content is sealed under now: one more per erasure.
+    #[serde(default)]
+    pub content_generation: u32,
+    /// The last erasure of the engagement's content: what earlier events held is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_erased: Option<ContentErasure>,
+    /// Whether content was recorded since the last erasure (a state kept before erasure
+    /// existed is assumed to hold some).
+    #[serde(default = "assume_content")]
+    pub holds_content: bool,
+    /// The people whose data was erased: their id → their pseudonym.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pseudonyms: BTreeMap<String, String>,
+}
+
+/// When an engagement's content was erased, by the event at `sequence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentErasure {
+    pub sequence: u64,
+    pub at: DateTime<Utc>,
+}
+
+fn assume_content() -> bool {
+    true
 }
 
 impl Default for EngagementState {
@@ -299,6 +329,10 @@ impl Default for EngagementState {
             commitments: BTreeMap::new(),
             timers: BTreeMap::new(),
             milestones: Vec::new(),
+            content_generation: 0,
+            content_erased: None,
+            holds_content: false,
+            pseudonyms: BTreeMap::new(),
         }
     }
 }
@@ -329,6 +363,94 @@ impl EngagementState {
         self.series
             .values()
             .find(|series| series.task == task && series.iteration == iteration)
+    }
+
+    /// Whether the engagement names `person` anywhere: bound to a role, signing off, as a
+    /// task's subject or assignee, or owning a commitment.
+    pub fn names_person(&self, person: &str) -> bool {
+        self.is_participant(person)
+            || self
+                .phase
+                .as_ref()
+                .is_some_and(|phase| phase.sign_offs.values().any(|signed| signed == person))
+            || self
+                .tasks
+                .values()
+                .any(|task| task.subject.as_deref() == Some(person) || task.assignee.as_deref() == Some(person))
+            || self
+                .commitments
+                .values()
+                .any(|commitment| commitment.owner.as_deref() == Some(person))
+    }
+
+    /// A task instance's id as it is shown: an erased person's `for_each` instance
+    /// (`interview~p-42`) under their pseudonym.
+    pub fn shown_task_id(&self, id: &str) -> String {
+        for (person, pseudonym) in &self.pseudonyms {
+            if let Some(stem) = id.strip_suffix(person.as_str()).and_then(|stem| stem.strip_suffix('~')) {
+                return format!("{stem}~{pseudonym}");
+            }
+        }
+        id.to_owned()
+    }
+
+    /// The instance id a shown one ([`Self::shown_task_id`]) stands for.
+    pub fn stored_task_id(&self, shown: &str) -> String {
+        for (person, pseudonym) in &self.pseudonyms {
+            if let Some(stem) = shown
+                .strip_suffix(pseudonym.as_str())
+                .and_then(|stem| stem.strip_suffix('~'))
+            {
+                return format!("{stem}~{person}");
+            }
+        }
+        shown.to_owned()
+    }
+
+    /// Drops every piece of content the state holds; the skeleton stays.
+    fn erase_content(&mut self) {
+        for task in self.tasks.values_mut() {
+            task.outputs.clear();
+            task.skip_reason = None;
+        }
+        for goal in self.goals.values_mut() {
+            goal.title.clear();
+            goal.measure = None;
+            goal.target = None;
+            goal.note = None;
+            goal.content_erased = true;
+        }
+        for commitment in self.commitments.values_mut() {
+            commitment.description.clear();
+            commitment.note = None;
+            commitment.content_erased = true;
+        }
+        self.holds_content = false;
+    }
+
+    /// Names `pseudonym` wherever the state named `person`.
+    fn replace_person(&mut self, person: &str, pseudonym: &str) {
+        let replace = |id: &mut String| {
+            if id == person {
+                pseudonym.clone_into(id);
+            }
+        };
+        for people in self.people.values_mut() {
+            people.iter_mut().for_each(replace);
+        }
+        if let Some(phase) = &mut self.phase {
+            phase.sign_offs.values_mut().for_each(replace);
+        }
+        for task in self.tasks.values_mut() {
+            task.subject
+                .iter_mut()
+                .chain(task.assignee.iter_mut())
+                .for_each(replace);
+        }
+        for commitment in self.commitments.values_mut() {
+            commitment.owner.iter_mut().for_each(replace);
+        }
+        self.pseudonyms.insert(person.to_owned(), pseudonym.to_owned());
     }
 
     /// Tasks that are open now.
@@ -384,6 +506,9 @@ impl EngagementState {
         self.sequence = event.sequence;
         self.updated_at = Some(event.at);
         let at = event.at;
+        if event.kind.records_content() {
+            self.holds_content = true;
+        }
         match &event.kind {
             EventKind::EngagementStarted {
                 model_key,
@@ -633,6 +758,7 @@ impl EngagementState {
                         set_at: at,
                         updated_at: at,
                         note: None,
+                        content_erased: false,
                     },
                 );
             }
@@ -675,6 +801,7 @@ impl EngagementState {
                         followed_up_at: None,
                         follow_up_due: false,
                         note: None,
+                        content_erased: false,
                     },
                 );
             }
@@ -723,6 +850,15 @@ impl EngagementState {
                     timer.deferred = true;
                 }
             }
+            EventKind::ContentErased { generation } => {
+                self.erase_content();
+                self.content_generation = *generation;
+                self.content_erased = Some(ContentErasure {
+                    sequence: event.sequence,
+                    at,
+                });
+            }
+            EventKind::PersonErased { person, pseudonym } => self.replace_person(person, pseudonym),
         }
     }
 }

@@ -43,16 +43,7 @@ pub mod transport;
 pub use process::{config, serve, telemetry, timers};
 pub use transport::convert;
 
-/// Lower-case hexadecimal, as checksums, fingerprints and key ids are written.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
-}
+pub use coachflow_store::hex;
 
 /// The optimistic-concurrency token of an engagement at `sequence`.
 pub fn etag(sequence: u64) -> String {

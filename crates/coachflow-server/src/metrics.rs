@@ -49,6 +49,13 @@ pub const ENGAGEMENTS_MIGRATED: &str = "coachflow_engagements_migrated_total";
 pub const OPERATION_ITEMS: &str = "coachflow_operation_items_total";
 /// Gauge, by `component` (`database`, `broker`): 1 while it answers, 0 while it does not.
 pub const COMPONENT_UP: &str = "coachflow_component_up";
+/// Erasures asked for, by `kind` (`engagement_content`, `person`).
+pub const ERASURES: &str = "coachflow_erasures_total";
+/// What the retention job did, by `action` (`content_erased`, `outbox_pruned`,
+/// `idempotency_keys_pruned`).
+pub const RETENTION_ACTIONS: &str = "coachflow_retention_actions_total";
+/// Data keys rewrapped under the current key-encryption key.
+pub const CONTENT_KEYS_REWRAPPED: &str = "coachflow_content_keys_rewrapped_total";
 
 fn describe() {
     describe_counter!(
@@ -102,6 +109,21 @@ fn describe() {
     describe_gauge!(
         COMPONENT_UP,
         "1 while a component the service depends on answers (database: reachable with a current schema; broker: the relay is connected), 0 while it does not"
+    );
+    describe_counter!(
+        ERASURES,
+        Unit::Count,
+        "Erasures that erased something, by kind (engagement_content, person)"
+    );
+    describe_counter!(
+        RETENTION_ACTIONS,
+        Unit::Count,
+        "What the retention job did, by action (content_erased, outbox_pruned, idempotency_keys_pruned)"
+    );
+    describe_counter!(
+        CONTENT_KEYS_REWRAPPED,
+        Unit::Count,
+        "Data keys rewrapped under the current key-encryption key"
     );
     describe_counter!(
         AUTH_DENIALS,

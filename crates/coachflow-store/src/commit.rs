@@ -16,6 +16,7 @@ use crate::entity::{engagement, engagement_person, engagement_task, event, outbo
 use crate::error::unique_violation_as;
 use crate::idempotency::{NewIdempotencyKey, insert_idempotency_key};
 use crate::outbox::NewOutboxEvent;
+use crate::sealing::SealingKey;
 use crate::{Backend, Store, StoreError};
 
 /// What one decision changes in an engagement.
@@ -66,21 +67,50 @@ impl Store {
         )
     )]
     pub async fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
-        let rows = Rows::prepare(&commit)?;
+        let erasing = crate::sealing::erases_content(commit.events);
+        let key = self
+            .sealing_key(
+                commit.tenant,
+                commit.engagement,
+                commit.state.content_generation,
+                commit.expected_sequence == 0 || erasing,
+                commit.now,
+            )
+            .await?;
+        let rows = Rows::prepare(&commit, key)?;
         let snapshot_every = self.options.snapshot_every;
+        let committed = self.write_rows(rows, &commit, snapshot_every).await;
+        if committed.is_ok() && erasing {
+            self.vault.forget(commit.tenant, commit.engagement);
+            self.after_erasure().await;
+        }
+        committed
+    }
+
+    /// After an erasure on SQLite, the WAL is checkpointed and truncated, so the pages that
+    /// held the destroyed keys are gone from it too (the main file zeroes freed pages).
+    async fn after_erasure(&self) {
+        if self.backend == Backend::Sqlite
+            && let Err(error) = self.db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await
+        {
+            tracing::warn!(error = %error, "cannot checkpoint the WAL after an erasure");
+        }
+    }
+
+    async fn write_rows(&self, rows: Rows, commit: &Commit<'_>, snapshot_every: u64) -> Result<(), StoreError> {
         match self.backend {
             // One writer at a time: the commits waiting for it share its next transaction.
             Backend::Sqlite => {
                 self.group
                     .commit(self, async |transaction| {
-                        rows.write(transaction, &commit, snapshot_every).await
+                        rows.write(transaction, commit, snapshot_every).await
                     })
                     .await
             }
             // Concurrent transactions, whose WAL flushes PostgreSQL already groups.
             Backend::Postgres => {
                 let (transaction, _turn) = self.begin_write().await?;
-                let outcome = rows.write(&transaction, &commit, snapshot_every).await;
+                let outcome = rows.write(&transaction, commit, snapshot_every).await;
                 let committed = finish(transaction, outcome).await;
                 if committed.is_ok() {
                     metrics::counter!(crate::metrics::COMMIT_TRANSACTIONS).increment(1);
@@ -100,17 +130,23 @@ struct Rows {
     outbox: Vec<outbox::ActiveModel>,
     scheduled_timers: Vec<timer::Model>,
     cancelled_timers: Vec<String>,
+    key: SealingKey,
+    /// The commit erases the content: older data keys are destroyed, the outbox's copies of
+    /// outputs dropped, and a snapshot sealed under the new key written.
+    erasing: bool,
+    /// People the commit erases: (person, pseudonym).
+    erased_people: Vec<(String, String)>,
 }
 
 impl Rows {
-    fn prepare(commit: &Commit<'_>) -> Result<Rows, StoreError> {
+    fn prepare(commit: &Commit<'_>, key: SealingKey) -> Result<Rows, StoreError> {
         let new_sequence = check_sequences(commit)?;
         let (tenant, engagement_id) = (commit.tenant, commit.engagement);
         let state = commit.state;
         let (scheduled_timers, cancelled_timers) = timer_changes(tenant, engagement_id, commit.effects);
         Ok(Rows {
             projection: projection(commit, new_sequence)?,
-            events: event_rows(commit)?,
+            events: event_rows(commit, &key)?,
             people: commit
                 .events
                 .iter()
@@ -124,6 +160,16 @@ impl Rows {
             outbox: outbox_rows(commit)?,
             scheduled_timers,
             cancelled_timers,
+            key,
+            erasing: crate::sealing::erases_content(commit.events),
+            erased_people: commit
+                .events
+                .iter()
+                .filter_map(|event| match &event.kind {
+                    EventKind::PersonErased { person, pseudonym } => Some((person.clone(), pseudonym.clone())),
+                    _ => None,
+                })
+                .collect(),
         })
     }
 
@@ -140,7 +186,19 @@ impl Rows {
         } else {
             self.update_projection(transaction, commit.expected_sequence, snapshot_every)
                 .await?
-        };
+        } || self.erasing;
+        let (tenant, engagement_id) = (commit.tenant, commit.engagement);
+
+        if let Some(row) = &self.key.new_row {
+            crate::sealing::insert_key(transaction, row).await?;
+        }
+        if self.erasing {
+            crate::sealing::destroy_keys_before(transaction, tenant, engagement_id, self.key.generation, commit.now)
+                .await?;
+        }
+        if self.erasing || !self.erased_people.is_empty() {
+            rewrite_outbox(transaction, tenant, engagement_id, self.erasing, &self.erased_people).await?;
+        }
 
         for chunk in self.events.chunks(ROWS_PER_INSERT) {
             event::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
@@ -148,8 +206,6 @@ impl Rows {
                 .await
                 .map_err(|error| unique_violation_as(error, || StoreError::Conflict))?;
         }
-
-        let (tenant, engagement_id) = (commit.tenant, commit.engagement);
 
         if let Some(people) = self.people {
             if !creating {
@@ -185,6 +241,7 @@ impl Rows {
             // Encoded only when due: the state is the largest thing a commit writes.
             let state = serde_json::to_string(commit.state)
                 .map_err(|error| invalid(commit, format!("cannot encode the state: {error}")))?;
+            let state = crate::sealing::seal_snapshot(tenant, engagement_id, new_sequence, &state, &self.key)?;
             let row = snapshot::Model {
                 tenant: tenant.to_owned(),
                 engagement: engagement_id.to_owned(),
@@ -298,6 +355,8 @@ impl Rows {
             .col_expr(engagement::Column::OverdueTasks, Expr::value(row.overdue_tasks))
             .col_expr(engagement::Column::NextDueAt, Expr::value(row.next_due_at))
             .col_expr(engagement::Column::UpdatedAt, Expr::value(row.updated_at))
+            .col_expr(engagement::Column::EndedAt, Expr::value(row.ended_at))
+            .col_expr(engagement::Column::ContentErasedAt, Expr::value(row.content_erased_at))
             .filter(engagement::Column::Tenant.eq(&row.tenant))
             .filter(engagement::Column::Id.eq(&row.id))
             .filter(engagement::Column::Sequence.eq(to_i64(expected_sequence, "expected sequence")?))
@@ -374,10 +433,12 @@ fn projection(commit: &Commit<'_>, new_sequence: u64) -> Result<engagement::Mode
         next_due_at: open.iter().filter_map(|task| task.due_at).min(),
         created_at: state.started_at.unwrap_or(commit.now),
         updated_at: commit.now,
+        ended_at: state.ended_at,
+        content_erased_at: state.content_erased.map(|erasure| erasure.at),
     })
 }
 
-fn event_rows(commit: &Commit<'_>) -> Result<Vec<event::Model>, StoreError> {
+fn event_rows(commit: &Commit<'_>, key: &SealingKey) -> Result<Vec<event::Model>, StoreError> {
     commit
         .events
         .iter()
@@ -388,8 +449,7 @@ fn event_rows(commit: &Commit<'_>) -> Result<Vec<event::Model>, StoreError> {
                 sequence: to_i64(event.sequence, "sequence")?,
                 event_type: event.kind.type_name().to_owned(),
                 at: event.at,
-                payload: serde_json::to_string(event)
-                    .map_err(|error| invalid(commit, format!("cannot encode event {}: {error}", event.sequence)))?,
+                payload: crate::sealing::seal_event(commit.tenant, commit.engagement, event, key)?,
             })
         })
         .collect()
@@ -418,7 +478,7 @@ fn open_task_rows(tenant: &str, engagement_id: &str, state: &EngagementState) ->
         .map(|task| engagement_task::Model {
             tenant: tenant.to_owned(),
             engagement: engagement_id.to_owned(),
-            task_id: task.id.clone(),
+            task_id: state.shown_task_id(&task.id),
             task_key: task.task.clone(),
             phase: task.phase.clone(),
             assignee: task.assignee.clone(),
@@ -487,8 +547,42 @@ fn timer_changes(tenant: &str, engagement_id: &str, effects: &[Effect]) -> (Vec<
 fn changes_people(kind: &EventKind) -> bool {
     matches!(
         kind,
-        EventKind::EngagementStarted { .. } | EventKind::ParticipantAdded { .. }
+        EventKind::EngagementStarted { .. } | EventKind::ParticipantAdded { .. } | EventKind::PersonErased { .. }
     )
+}
+
+/// Rewrites the engagement's outbox rows already written (sent or not): without the
+/// outputs a completed task published when its content is erased, and with erased people's
+/// pseudonyms. (Rows of this commit come later and are not touched.)
+async fn rewrite_outbox(
+    transaction: &DatabaseTransaction,
+    tenant: &str,
+    engagement_id: &str,
+    erasing: bool,
+    erased_people: &[(String, String)],
+) -> Result<(), StoreError> {
+    let rows = outbox::Entity::find()
+        .filter(outbox::Column::Tenant.eq(tenant))
+        .filter(outbox::Column::Engagement.eq(engagement_id))
+        .all(transaction)
+        .await?;
+    for row in rows {
+        let Ok(mut data) = serde_json::from_str::<serde_json::Value>(&row.data) else {
+            continue;
+        };
+        let mut changed = erasing && crate::sealing::erase_outbox_outputs(&mut data);
+        for (person, pseudonym) in erased_people {
+            changed |= crate::sealing::replace_person(&mut data, person, pseudonym);
+        }
+        if changed {
+            outbox::Entity::update_many()
+                .col_expr(outbox::Column::Data, Expr::value(data.to_string()))
+                .filter(outbox::Column::Position.eq(row.position))
+                .exec(transaction)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether an event can change which tasks are open or what the open-task rows hold.
@@ -502,5 +596,6 @@ fn changes_open_tasks(kind: &EventKind) -> bool {
             | EventKind::TaskCancelled { .. }
             | EventKind::TaskDueSoon { .. }
             | EventKind::TaskOverdue { .. }
+            | EventKind::PersonErased { .. }
     )
 }

@@ -50,6 +50,8 @@ pub struct StoreOptions {
     /// A snapshot of the state is written once this many events have been appended since the
     /// last one, so loading replays at most this many events.
     pub snapshot_every: u64,
+    /// The key-encryption keys that wrap the engagements' data keys.
+    pub kek: crate::KekSource,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +59,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 10,
             snapshot_every: 100,
+            kek: crate::KekSource::Auto,
         }
     }
 }
@@ -75,6 +78,8 @@ pub struct Store {
     writers: Arc<tokio::sync::Mutex<()>>,
     /// SQLite: the commits that share the next write transaction.
     pub(crate) group: Arc<crate::group::GroupCommit>,
+    /// The keys content is sealed under.
+    pub(crate) vault: Arc<crate::sealing::Vault>,
 }
 
 /// Held by a write transaction until it ends: the turn of SQLite writers of this process
@@ -94,6 +99,7 @@ impl Store {
     /// `postgres://user:password@host:port/database`. Does not migrate.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
         let backend = Backend::from_url(url)?;
+        let vault = crate::sealing::Vault::new(options.kek.clone(), sqlite_file(url));
         let mut connect = ConnectOptions::new(url);
         connect
             .max_connections(options.max_connections.max(1))
@@ -117,6 +123,8 @@ impl Store {
                     .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    // Freed pages are zeroed: nothing erased lingers in the file.
+                    .pragma("secure_delete", "ON")
             });
         }
         let db = Database::connect(connect).await?;
@@ -126,6 +134,7 @@ impl Store {
             options,
             writers: Arc::new(tokio::sync::Mutex::new(())),
             group: Arc::default(),
+            vault: Arc::new(vault),
         })
     }
 

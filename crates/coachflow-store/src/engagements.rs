@@ -9,7 +9,6 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 
 use crate::convert::{to_i32, to_u32, to_u64};
 use crate::entity::{engagement, engagement_person, event};
-use crate::history::decode_event;
 use crate::{Store, StoreError};
 
 /// An engagement as the engine sees it, ready for `decide`.
@@ -143,8 +142,13 @@ impl Store {
         let snapshot_sequence: Option<i64> = head.try_get("", "snapshot_sequence")?;
         let snapshot_state: Option<String> = head.try_get("", "snapshot_state")?;
         let usable = |sequence: i64| until.is_none_or(|until| u64::try_from(sequence).is_ok_and(|at| at <= until));
+        let snapshot_state = match (snapshot_sequence, snapshot_state) {
+            (Some(sequence), Some(text)) if usable(sequence) => self.open_snapshot(tenant, id, sequence, text).await?,
+            _ => None,
+        };
+        // A snapshot sealed under a destroyed key is not usable: the log replays from the start.
         let mut state = match (snapshot_sequence, snapshot_state) {
-            (Some(sequence), Some(json)) if usable(sequence) => {
+            (Some(sequence), Some(json)) => {
                 let state: EngagementState = serde_json::from_str(&json).map_err(|error| {
                     StoreError::Corrupt(format!("snapshot {sequence} of engagement {tenant}/{id}: {error}"))
                 })?;
@@ -167,8 +171,7 @@ impl Store {
             query = query.filter(event::Column::Sequence.lte(i64::try_from(until).unwrap_or(i64::MAX)));
         }
         let rows = query.order_by_asc(event::Column::Sequence).all(&self.db).await?;
-        for row in &rows {
-            let event = decode_event(tenant, id, row)?;
+        for (event, _) in self.open_events(tenant, id, &rows).await? {
             if event.sequence != state.sequence + 1 {
                 return Err(StoreError::Corrupt(format!(
                     "engagement {tenant}/{id}: event {} follows {} (a gap in the log)",

@@ -16,6 +16,18 @@ impl Store {
         after_sequence: u64,
         limit: u64,
     ) -> Result<Vec<Event>, StoreError> {
+        let events = self.history_marked(tenant, engagement, after_sequence, limit).await?;
+        Ok(events.into_iter().map(|(event, _)| event).collect())
+    }
+
+    /// [`Store::history`], each event with whether its content was erased.
+    pub async fn history_marked(
+        &self,
+        tenant: &str,
+        engagement: &str,
+        after_sequence: u64,
+        limit: u64,
+    ) -> Result<Vec<(Event, bool)>, StoreError> {
         let rows = event::Entity::find()
             .filter(event::Column::Tenant.eq(tenant))
             .filter(event::Column::Engagement.eq(engagement))
@@ -24,23 +36,6 @@ impl Store {
             .limit(crate::convert::limit(limit))
             .all(&self.db)
             .await?;
-        rows.iter().map(|row| decode_event(tenant, engagement, row)).collect()
+        self.open_events(tenant, engagement, &rows).await
     }
-}
-
-/// The event stored in `row`; its payload must agree with the row's sequence.
-pub(crate) fn decode_event(tenant: &str, engagement: &str, row: &event::Model) -> Result<Event, StoreError> {
-    let event: Event = serde_json::from_str(&row.payload).map_err(|error| {
-        StoreError::Corrupt(format!(
-            "event {} of engagement {tenant}/{engagement}: {error}",
-            row.sequence
-        ))
-    })?;
-    if i64::try_from(event.sequence).ok() != Some(row.sequence) {
-        return Err(StoreError::Corrupt(format!(
-            "event {} of engagement {tenant}/{engagement} carries sequence {}",
-            row.sequence, event.sequence
-        )));
-    }
-    Ok(event)
 }

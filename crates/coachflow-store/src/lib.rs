@@ -12,6 +12,7 @@ mod connect;
 mod convert;
 mod engagements;
 pub mod entity;
+mod erasure;
 mod error;
 mod group;
 mod history;
@@ -20,6 +21,7 @@ pub mod metrics;
 mod models;
 mod operations;
 mod outbox;
+mod sealing;
 mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -34,5 +36,17 @@ pub use idempotency::{NewIdempotencyKey, StoredIdempotencyKey};
 pub use models::{NewModelVersion, StoredModel};
 pub use operations::{NewOperation, OperationItem, OperationStatus, PENDING_OUTCOME, StoredOperation};
 pub use outbox::{NewOutboxEvent, OutboxBacklog, OutboxRow};
+pub use sealing::{KekSource, generate_kek, person_digest, replace_person};
 pub use tasks::{OpenTaskCounts, TaskCursor, TaskFilter, TaskQueue, TaskRow};
 pub use timers::DueTimer;
+
+/// Lower-case hexadecimal, as checksums, digests and key ids are written.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
+}

@@ -100,6 +100,11 @@ plus the preStop sleep before SIGTERM and a margin for closing the database. */}
 {{- add .Values.preStopSleepSeconds $drain (mul 2 $grace) .Values.terminationGraceMarginSeconds }}
 {{- end }}
 
+{{/* The Secret with the key-encryption keys (content.kek), or "". */}}
+{{- define "coachflow.kekSecret" -}}
+{{- with .Values.content }}{{ .existingSecret }}{{ end }}
+{{- end }}
+
 {{/* Storage ------------------------------------------------------------------------------ */}}
 
 {{/* "true" when the service runs on the embedded SQLite file (development mode only). */}}
@@ -172,6 +177,16 @@ plus the preStop sleep before SIGTERM and a margin for closing the database. */}
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not (include "coachflow.metricsOn" .)) }}
 {{- fail "metrics.serviceMonitor.enabled needs config.metrics.listen" }}
+{{- end }}
+{{- if and (include "coachflow.kekSecret" .) (dig "content" "kek_file" "" .Values.config) }}
+{{- fail "content.existingSecret and config.content.kek_file both give the key-encryption keys: the server takes one or the other" }}
+{{- end }}
+{{- $tenants := dig "retention" "tenants" "" .Values.config | trim }}
+{{- if $tenants }}
+{{- $parsed := fromJson $tenants }}
+{{- if and (hasKey $parsed "Error") (kindIs "string" (get $parsed "Error")) }}
+{{- fail (printf "config.retention.tenants is not a JSON object of tenants' policies like {\"acme\": {\"closed_content_after\": \"365d\"}}: %s" $tenants) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -255,9 +270,10 @@ migration Job (which validates the same configuration, file paths included). */}
 {{- end }}
 {{- end }}
 
-{{/* Environment: the Secrets' URLs, the pod's name as instance_id, and the listen addresses
-and log format again: the image sets them as ENV (for `docker run`), and the environment
-wins over the configuration file, so the pod sets them to the file's values. */}}
+{{/* Environment: the Secrets' URLs and key-encryption keys, the pod's name as instance_id,
+and the listen addresses and log format again: the image sets them as ENV (for `docker run`),
+and the environment wins over the configuration file, so the pod sets them to the file's
+values. */}}
 {{- define "coachflow.env" -}}
 - name: COACHFLOW_INSTANCE_ID
   valueFrom:
@@ -276,6 +292,15 @@ wins over the configuration file, so the pod sets them to the file's values. */}
     secretKeyRef:
       name: {{ .Values.broker.existingSecret }}
       key: {{ .Values.broker.existingSecretKey }}
+{{- end }}
+{{- with .Values.content }}
+{{- if .existingSecret }}
+- name: COACHFLOW_CONTENT_KEK
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .existingSecretKey }}
+{{- end }}
 {{- end }}
 - name: COACHFLOW_GRPC_LISTEN
   value: {{ .Values.config.grpc.listen | quote }}

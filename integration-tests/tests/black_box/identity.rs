@@ -18,7 +18,7 @@ use prost::Message as _;
 use serde_json::json;
 use tonic::{Code, Status};
 
-use crate::support::{expect_code, reason};
+use crate::support::{expect_code, reason, write_content};
 
 /// The principals of the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -487,6 +487,34 @@ async fn call(server: &TestServer, who: Who, rpc: &str, engagement: &str) -> Res
                 .await
                 .map(|_| ()),
         ),
+        "EraseEngagementContent" => passed(
+            engagements
+                .erase_engagement_content(proto::EraseEngagementContentRequest {
+                    name: engagement.to_owned(),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+        ),
+        "ErasePersonData" => passed(
+            engagements
+                .erase_person_data(proto::ErasePersonDataRequest {
+                    parent: parent(),
+                    person: "stakeholder-1".to_owned(),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+        ),
+        "ExportPersonData" => passed(
+            engagements
+                .export_person_data(proto::ExportPersonDataRequest {
+                    parent: parent(),
+                    person: "client-1".to_owned(),
+                })
+                .await
+                .map(|_| ()),
+        ),
         other => panic!("no call for {other}"),
     }
 }
@@ -539,6 +567,10 @@ fn matrix() -> Vec<(&'static str, Vec<Who>)> {
         ("ResumeEngagement", vec![Lms, Coach]),
         ("MoveToPhase", vec![Lms, Coach]),
         ("CancelEngagement", vec![Lms, Coach]),
+        // Erasure needs data:erase, which none of them has; a person exports their own data.
+        ("EraseEngagementContent", vec![]),
+        ("ErasePersonData", vec![]),
+        ("ExportPersonData", vec![Client]),
     ]
 }
 
@@ -742,51 +774,9 @@ async fn coaching_content_never_reaches_a_sponsor_hr_a_system_or_another_tenant(
     let server = TestServer::start(backend).await;
     server.publish_builtin("four-stage").await;
     let engagement = start(&server, "e-1", 1).await.name;
-    let mut coach = server.engagements_with(&Who::Coach.claims());
-    let model = parse_model(&builtin_source("four-stage"));
-    let mut outputs = default_outputs(&model, "kickoff-meeting");
-    outputs.fields.insert(
-        "background".to_owned(),
-        coachflow_integration_tests::drive::json_to_value(&json!(MARKERS[0])),
-    );
-    coach
-        .complete_task(proto::CompleteTaskRequest {
-            name: task_name(&engagement, "kickoff-meeting"),
-            outputs: Some(outputs),
-            ..Default::default()
-        })
-        .await
-        .expect("the coach completes the kick-off");
-    coach
-        .record_goal(proto::RecordGoalRequest {
-            engagement: engagement.clone(),
-            goal_id: "goal-1".to_owned(),
-            title: MARKERS[1].to_owned(),
-            measure: MARKERS[1].to_owned(),
-            ..Default::default()
-        })
-        .await
-        .expect("a goal");
-    coach
-        .record_goal_progress(proto::RecordGoalProgressRequest {
-            engagement: engagement.clone(),
-            goal_id: "goal-1".to_owned(),
-            progress: 20,
-            note: MARKERS[2].to_owned(),
-            ..Default::default()
-        })
-        .await
-        .expect("progress");
-    coach
-        .record_commitment(proto::RecordCommitmentRequest {
-            engagement: engagement.clone(),
-            commitment_id: "c-1".to_owned(),
-            description: MARKERS[3].to_owned(),
-            ..Default::default()
-        })
-        .await
-        .expect("a commitment");
-    coach
+    write_content(&server, &engagement, &MARKERS).await;
+    server
+        .engagements_with(&Who::Coach.claims())
         .add_participant(proto::AddParticipantRequest {
             engagement: engagement.clone(),
             role: "stakeholder".to_owned(),
@@ -795,38 +785,6 @@ async fn coaching_content_never_reaches_a_sponsor_hr_a_system_or_another_tenant(
         })
         .await
         .expect("a stakeholder");
-    coach
-        .suspend_engagement(proto::SuspendEngagementRequest {
-            name: engagement.clone(),
-            reason: MARKERS[5].to_owned(),
-            ..Default::default()
-        })
-        .await
-        .expect("suspended");
-    coach
-        .resume_engagement(proto::ResumeEngagementRequest {
-            name: engagement.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("resumed");
-    let optional = server
-        .get_engagement(&engagement)
-        .await
-        .tasks
-        .into_iter()
-        .find(|task| task.optional)
-        .map(|task| task.name);
-    if let Some(optional) = optional {
-        coach
-            .skip_task(proto::SkipTaskRequest {
-                name: optional,
-                reason: MARKERS[4].to_owned(),
-                ..Default::default()
-            })
-            .await
-            .expect("skipped");
-    }
 
     // Those who may see the content do (the test could not fail otherwise).
     for claims in [Who::Coach.claims(), Who::Client.claims()] {

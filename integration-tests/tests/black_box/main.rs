@@ -48,6 +48,7 @@ mod firm_models;
 mod health;
 mod identity;
 mod migration;
+mod privacy;
 mod replicas;
 mod support;
 mod telemetry;

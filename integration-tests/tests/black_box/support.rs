@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
-use coachflow_integration_tests::TestServer;
+use coachflow_integration_tests::client::builtin_source;
+use coachflow_integration_tests::drive::json_to_value;
+use coachflow_integration_tests::{Claims, TENANT, TestServer, default_outputs, parse_model, task_name};
 use coachflow_server::proto;
 use futures_util::StreamExt as _;
+use serde_json::json;
 use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
 
@@ -112,5 +115,86 @@ pub(crate) fn engagement_events(engagement: &str, start_position: u64) -> proto:
         start_position,
         engagement: engagement.to_owned(),
         types: Vec::new(),
+    }
+}
+
+/// Writes `markers` into the engagement's content, as its coach, in this order: a
+/// kick-off output, a goal's title and measure, a progress note, a commitment, a skip
+/// reason (when an optional task is open) and a suspension's reason.
+pub(crate) async fn write_content(server: &TestServer, engagement: &str, markers: &[&str; 6]) {
+    let mut coach = server.engagements_with(&Claims::person("coach-1", TENANT));
+    let model = parse_model(&builtin_source("four-stage"));
+    let mut outputs = default_outputs(&model, "kickoff-meeting");
+    outputs
+        .fields
+        .insert("background".to_owned(), json_to_value(&json!(markers[0])));
+    coach
+        .complete_task(proto::CompleteTaskRequest {
+            name: task_name(engagement, "kickoff-meeting"),
+            outputs: Some(outputs),
+            ..Default::default()
+        })
+        .await
+        .expect("the kick-off is completed");
+    coach
+        .record_goal(proto::RecordGoalRequest {
+            engagement: engagement.to_owned(),
+            goal_id: "goal-1".to_owned(),
+            title: markers[1].to_owned(),
+            measure: markers[1].to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("a goal");
+    coach
+        .record_goal_progress(proto::RecordGoalProgressRequest {
+            engagement: engagement.to_owned(),
+            goal_id: "goal-1".to_owned(),
+            progress: 20,
+            note: markers[2].to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("progress");
+    coach
+        .record_commitment(proto::RecordCommitmentRequest {
+            engagement: engagement.to_owned(),
+            commitment_id: "c-1".to_owned(),
+            description: markers[3].to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("a commitment");
+    coach
+        .suspend_engagement(proto::SuspendEngagementRequest {
+            name: engagement.to_owned(),
+            reason: markers[5].to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("suspended");
+    coach
+        .resume_engagement(proto::ResumeEngagementRequest {
+            name: engagement.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("resumed");
+    let optional = server
+        .get_engagement(engagement)
+        .await
+        .tasks
+        .into_iter()
+        .find(|task| task.optional)
+        .map(|task| task.name);
+    if let Some(optional) = optional {
+        coach
+            .skip_task(proto::SkipTaskRequest {
+                name: optional,
+                reason: markers[4].to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect("skipped");
     }
 }

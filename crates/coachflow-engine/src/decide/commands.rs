@@ -690,6 +690,44 @@ impl Run<'_> {
     }
 }
 
+impl Run<'_> {
+    /// Erases the content: the first time, and later only when content was recorded since
+    /// the last erasure.
+    pub(super) fn erase_content(&mut self) {
+        if self.state.holds_content || self.state.content_erased.is_none() {
+            self.emit(EventKind::ContentErased {
+                generation: self.state.content_generation + 1,
+            });
+        }
+    }
+
+    /// Erases what the engagement holds of `person`: they become `pseudonym`, and the
+    /// content goes too when they are the client.
+    pub(super) fn erase_person(&mut self, person: &str, pseudonym: &str) -> Result<(), DomainError> {
+        let mut violations = Violations::default();
+        for (field, id) in [("person", person), ("pseudonym", pseudonym)] {
+            if !crate::ids::is_valid_person_id(id) {
+                violations.add(field, format!("'{id}' is not a person id"));
+            }
+        }
+        violations.into_result()?;
+        if !self.state.names_person(person) {
+            return Ok(());
+        }
+        if self.state.holds_role(person, CLIENT_ROLE) {
+            self.erase_content();
+        }
+        self.emit(EventKind::PersonErased {
+            person: person.to_owned(),
+            pseudonym: pseudonym.to_owned(),
+        });
+        Ok(())
+    }
+}
+
+/// The role of the person whose coaching record an engagement is.
+const CLIENT_ROLE: &str = "client";
+
 fn ended_error(status: EngagementStatus) -> DomainError {
     match status {
         EngagementStatus::New => {

@@ -248,6 +248,11 @@ impl<'a> Run<'a> {
             Action::Suspend { reason } => self.suspend(reason.as_deref()),
             Action::Resume => self.resume(),
             Action::Cancel { reason } => self.cancel(reason.as_deref()),
+            Action::EraseContent => {
+                self.erase_content();
+                Ok(())
+            }
+            Action::ErasePerson { person, pseudonym } => self.erase_person(person, pseudonym),
         }
     }
 }

@@ -31,15 +31,23 @@ pub enum Scope {
     /// Break-glass reading of content; every such read is itself recorded.
     #[serde(rename = "content:read")]
     ContentRead,
+    /// Erase an engagement's content or a person's data (GDPR Art. 17).
+    #[serde(rename = "data:erase")]
+    DataErase,
+    /// Export everything held about a person (GDPR Art. 15 and 20).
+    #[serde(rename = "data:export")]
+    DataExport,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 7] = [
         Scope::ModelsWrite,
         Scope::EngagementsWrite,
         Scope::EngagementsRead,
         Scope::EventsRead,
         Scope::ContentRead,
+        Scope::DataErase,
+        Scope::DataExport,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +57,8 @@ impl Scope {
             Scope::EngagementsRead => "engagements:read",
             Scope::EventsRead => "events:read",
             Scope::ContentRead => "content:read",
+            Scope::DataErase => "data:erase",
+            Scope::DataExport => "data:export",
         }
     }
 
@@ -179,6 +189,8 @@ pub enum Access {
     /// The tenant's public events: `events:read`, or a person for an engagement they are
     /// bound to.
     Events,
+    /// About one person: that person themself, or a system power.
+    SelfOrScope(Scope),
 }
 
 /// The coach, who runs the engagement.
@@ -247,6 +259,18 @@ pub const POLICY: &[(&str, Access)] = &[
     ("coachflow.v1.EngagementService/CancelEngagement", Access::Roles(COACH)),
     ("coachflow.v1.EngagementService/ListTasks", Access::List),
     ("coachflow.v1.EngagementService/GetHistory", Access::Read),
+    (
+        "coachflow.v1.EngagementService/EraseEngagementContent",
+        Access::Scope(Scope::DataErase),
+    ),
+    (
+        "coachflow.v1.EngagementService/ErasePersonData",
+        Access::Scope(Scope::DataErase),
+    ),
+    (
+        "coachflow.v1.EngagementService/ExportPersonData",
+        Access::SelfOrScope(Scope::DataExport),
+    ),
     ("coachflow.v1.EventService/WatchEvents", Access::Events),
     (
         "google.longrunning.Operations/GetOperation",
@@ -403,7 +427,7 @@ pub fn check_without_state(principal: &Principal, method: Method, tenant: &str) 
     let read = write || principal.has(Scope::EngagementsRead) || principal.has(Scope::ContentRead);
     Ok(match method.access {
         Access::Tenant | Access::List => Some(()),
-        Access::Scope(scope) if principal.has(scope) => Some(()),
+        Access::Scope(scope) | Access::SelfOrScope(scope) if principal.has(scope) => Some(()),
         Access::Scope(scope) => return Err(Denial::scope_required(method, scope)),
         Access::Read if read => Some(()),
         Access::Events if principal.has(Scope::EventsRead) => Some(()),
@@ -411,7 +435,12 @@ pub fn check_without_state(principal: &Principal, method: Method, tenant: &str) 
         // Local mode's administrator stands in for everyone, sign-offs included (the history
         // records it as the signer); any other caller signs off only for itself.
         Access::SignOff if principal.kind == PrincipalKind::LocalAdministrator => Some(()),
-        Access::Read | Access::Roles(_) | Access::Assignee(_) | Access::SignOff | Access::Events => None,
+        Access::Read
+        | Access::Roles(_)
+        | Access::Assignee(_)
+        | Access::SignOff
+        | Access::Events
+        | Access::SelfOrScope(_) => None,
     })
 }
 
@@ -433,7 +462,12 @@ pub fn authorize(
             return Err(Denial::unseen(resource));
         }
         match method.access {
-            Access::Read | Access::Events | Access::Tenant | Access::List | Access::Scope(_) => {}
+            Access::Read
+            | Access::Events
+            | Access::Tenant
+            | Access::List
+            | Access::Scope(_)
+            | Access::SelfOrScope(_) => {}
             Access::Roles(roles) => {
                 if !principal.holds(state, roles) {
                     return Err(Denial::new(

@@ -330,7 +330,7 @@ impl Core {
             decide: |model: Arc<Model>, state: &EngagementState, actor: Actor, now: DateTime<Utc>| {
                 let command = Command {
                     actor,
-                    action: action.clone(),
+                    action: super::privacy::stored_action(action, state),
                 };
                 let decision = decide(&model, state, &command, now)?;
                 Ok((model, decision))

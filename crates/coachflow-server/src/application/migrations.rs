@@ -366,12 +366,14 @@ impl Core {
                     self.record_content_read(principal, method, name).await?;
                 }
                 let plan = plan_of(&decision);
+                let (state, pseudonyms) = super::privacy::shown_state(Arc::new(decision.state))?;
                 let engagement = EngagementView {
                     name: name.clone(),
-                    state: Arc::new(decision.state),
+                    state,
                     model: Arc::clone(&to.model),
                     created_at: current.created_at,
                     viewer: grant.viewer,
+                    pseudonyms,
                 };
                 Ok(MigrationOutcome {
                     engagement,

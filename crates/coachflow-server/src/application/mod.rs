@@ -11,6 +11,7 @@ pub mod error;
 mod idempotency;
 mod migrations;
 pub mod names;
+pub mod privacy;
 mod queries;
 pub mod views;
 
@@ -205,12 +206,14 @@ impl Core {
         viewer: coachflow_engine::Viewer,
     ) -> Result<EngagementView, AppError> {
         let model = self.model(&name.tenant, &state.model_key, state.model_version).await?;
+        let (state, pseudonyms) = privacy::shown_state(state)?;
         Ok(EngagementView {
             name: name.clone(),
             state,
             model,
             created_at,
             viewer,
+            pseudonyms,
         })
     }
 

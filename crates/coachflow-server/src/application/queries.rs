@@ -57,13 +57,23 @@ impl Core {
         let current = self.engagement(principal, method, name).await?;
         let mut events = self
             .store
-            .history(&name.tenant, &name.id, after_sequence, limit + 1)
+            .history_marked(&name.tenant, &name.id, after_sequence, limit + 1)
             .await?;
         let more = events.len() as u64 > limit;
         events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let erased = events
+            .iter()
+            .filter(|(_, erased)| *erased)
+            .map(|(event, _)| event.sequence)
+            .collect();
+        let events = events
+            .into_iter()
+            .map(|(event, _)| super::privacy::shown(event, &current.pseudonyms))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(HistoryView {
             name: name.clone(),
             events,
+            erased,
             more,
             state: current.state,
             model: current.model,

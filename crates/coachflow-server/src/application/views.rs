@@ -1,6 +1,7 @@
 //! What commands and queries return: domain values with what the caller may see of them.
 //! The transport layer turns them into replies, showing content only as `viewer` allows.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +20,9 @@ pub struct EngagementView {
     pub model: Arc<Model>,
     pub created_at: DateTime<Utc>,
     pub viewer: Viewer,
+    /// The people of the engagement whose data was erased: id → pseudonym (the state shown
+    /// names them by pseudonym already).
+    pub pseudonyms: std::collections::BTreeMap<String, String>,
 }
 
 /// A page of an engagement's history as one caller may see it.
@@ -26,6 +30,8 @@ pub struct EngagementView {
 pub struct HistoryView {
     pub name: EngagementName,
     pub events: Vec<Event>,
+    /// The sequences of the events whose content was erased.
+    pub erased: BTreeSet<u64>,
     /// Whether more events follow the page.
     pub more: bool,
     /// The engagement now: which task each instance is, for the outputs' visibility.

@@ -47,6 +47,8 @@ pub struct Config {
     pub events: EventsConfig,
     pub auth: AuthConfig,
     pub server: ServerConfig,
+    pub content: ContentConfig,
+    pub retention: RetentionConfig,
     /// This replica's name in timer claims and logs; default `<hostname>-<pid>`.
     pub instance_id: String,
     /// Testing aid: read the time from this file (an RFC 3339 timestamp) instead of the
@@ -254,6 +256,60 @@ impl Default for AuthConfig {
     }
 }
 
+/// Content at rest: the key-encryption keys that wrap each engagement's data key.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContentConfig {
+    /// Key-encryption keys (base64 of 32 random bytes, `coachflow keys generate`),
+    /// comma-separated, the current one first; the others only unwrap data keys until they
+    /// are rewrapped under it (at start). Empty, with `kek_file` empty too: a key file
+    /// beside a SQLite database (`<file>.kek`), or on PostgreSQL a key the database keeps
+    /// itself (which then does not protect its backups).
+    pub kek: String,
+    /// A file holding the keys instead, one per line, the current one first.
+    pub kek_file: String,
+}
+
+/// Retention: what the periodic job erases and prunes, and when it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Cron schedule (with seconds) of the retention job.
+    pub schedule: String,
+    /// Erase the content of an engagement this long after it ended (empty: keep it).
+    pub closed_content_after: String,
+    /// Delete a published outbox row this long after it was sent (empty: keep it).
+    /// `WatchEvents` cannot replay what was deleted.
+    pub sent_outbox_after: String,
+    /// Forget a request id this long after its request (empty: at `idempotency.ttl`).
+    pub idempotency_keys_after: String,
+    /// Tenants with their own policy, as JSON:
+    /// `{"acme": {"closed_content_after": "365d", "sent_outbox_after": "30d"}}`; a field a
+    /// tenant leaves out keeps its data.
+    pub tenants: String,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            schedule: "0 17 * * * *".to_owned(),
+            closed_content_after: String::new(),
+            sent_outbox_after: String::new(),
+            idempotency_keys_after: String::new(),
+            tenants: String::new(),
+        }
+    }
+}
+
+/// One tenant's policy in `retention.tenants`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct TenantRetention {
+    closed_content_after: String,
+    sent_outbox_after: String,
+    idempotency_keys_after: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -444,6 +500,9 @@ pub struct Settings {
     pub audience: Audience,
     pub auth: AuthSettings,
     pub tls: Option<TlsSettings>,
+    /// Where the key-encryption keys come from.
+    pub kek: coachflow_store::KekSource,
+    pub retention: crate::application::privacy::RetentionPolicies,
 }
 
 impl Config {
@@ -570,6 +629,9 @@ impl Config {
             ));
         }
         let tls = self.tls_settings()?;
+        let kek = self.kek_source()?;
+        cron("retention.schedule", &self.retention.schedule)?;
+        let retention = self.retention_policies()?;
         Ok(Settings {
             config: self,
             grpc_listen,
@@ -585,7 +647,114 @@ impl Config {
             audience,
             auth,
             tls,
+            kek,
+            retention,
         })
+    }
+
+    fn kek_source(&self) -> Result<coachflow_store::KekSource, ConfigError> {
+        let content = &self.content;
+        let (setting, keys): (&str, Vec<String>) = match (content.kek.is_empty(), content.kek_file.is_empty()) {
+            (true, true) => return Ok(coachflow_store::KekSource::Auto),
+            (false, false) => {
+                return Err(ConfigError::new(
+                    "content.kek_file",
+                    "give the keys in content.kek or in content.kek_file, not both",
+                ));
+            }
+            (false, true) => (
+                "content.kek",
+                content.kek.split(',').map(|key| key.trim().to_owned()).collect(),
+            ),
+            (true, false) => {
+                let text = std::fs::read_to_string(&content.kek_file).map_err(|error| {
+                    ConfigError::new("content.kek_file", format!("cannot read {}: {error}", content.kek_file))
+                })?;
+                (
+                    "content.kek_file",
+                    text.lines().map(|key| key.trim().to_owned()).collect(),
+                )
+            }
+        };
+        let keys: Vec<String> = keys.into_iter().filter(|key| !key.is_empty()).collect();
+        if keys.is_empty() {
+            return Err(ConfigError::new(setting, "holds no key"));
+        }
+        for (index, key) in keys.iter().enumerate() {
+            use base64::Engine as _;
+            let length = base64::engine::general_purpose::STANDARD
+                .decode(key)
+                .map_err(|_| ConfigError::new(setting, format!("key {} is not base64", index + 1)))?
+                .len();
+            if length != 32 {
+                return Err(ConfigError::new(
+                    setting,
+                    format!(
+                        "key {} is {length} bytes, not 32 (make one with `coachflow keys generate`)",
+                        index + 1
+                    ),
+                ));
+            }
+        }
+        Ok(coachflow_store::KekSource::Keys(keys))
+    }
+
+    fn retention_policies(&self) -> Result<crate::application::privacy::RetentionPolicies, ConfigError> {
+        use crate::application::privacy::{RetentionPolicies, RetentionPolicy};
+        fn policy(
+            prefix: &str,
+            closed_content: &str,
+            sent_outbox: &str,
+            idempotency_keys: &str,
+        ) -> Result<RetentionPolicy, ConfigError> {
+            let optional = |field: &str, text: &str| {
+                if text.is_empty() {
+                    return Ok(None);
+                }
+                let duration = parse_duration(&format!("{prefix}{field}"), text)?;
+                if duration.is_zero() {
+                    return Err(ConfigError::new(format!("{prefix}{field}"), "must be longer than 0"));
+                }
+                Ok(Some(duration))
+            };
+            Ok(RetentionPolicy {
+                closed_content: optional("closed_content_after", closed_content)?,
+                sent_outbox: optional("sent_outbox_after", sent_outbox)?,
+                idempotency_keys: optional("idempotency_keys_after", idempotency_keys)?,
+            })
+        }
+        let retention = &self.retention;
+        let default = policy(
+            "retention.",
+            &retention.closed_content_after,
+            &retention.sent_outbox_after,
+            &retention.idempotency_keys_after,
+        )?;
+        let mut tenants = std::collections::BTreeMap::new();
+        if !retention.tenants.trim().is_empty() {
+            let given: std::collections::BTreeMap<String, TenantRetention> =
+                serde_json::from_str(&retention.tenants).map_err(|error| {
+                    ConfigError::new(
+                        "retention.tenants",
+                        format!(
+                            "not a JSON object of tenants' policies like {{\"acme\": {{\"closed_content_after\": \"365d\"}}}}: {error}"
+                        ),
+                    )
+                })?;
+            for (tenant, given) in given {
+                let prefix = format!("retention.tenants.{tenant}.");
+                tenants.insert(
+                    tenant,
+                    policy(
+                        &prefix,
+                        &given.closed_content_after,
+                        &given.sent_outbox_after,
+                        &given.idempotency_keys_after,
+                    )?,
+                );
+            }
+        }
+        Ok(RetentionPolicies { default, tenants })
     }
 
     fn auth_settings(&self) -> Result<AuthSettings, ConfigError> {

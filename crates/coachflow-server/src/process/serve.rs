@@ -43,6 +43,7 @@ pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<St
         StoreOptions {
             max_connections: database.max_connections,
             snapshot_every: database.snapshot_every,
+            kek: settings.kek.clone(),
         },
     )
     .await
@@ -244,6 +245,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
         shutdown.clone(),
     ));
     let mut scheduler = periodic_jobs(&settings, &core).await?;
+    tokio::spawn(rewrap_content_keys(store.clone(), shutdown.clone()));
     // The relay stops after the gRPC server, so what in-flight requests commit still goes out.
     let (relay_stop, relay_shutdown) = watch::channel(false);
     let (broker_connected, broker_status) = watch::channel(false);
@@ -373,6 +375,55 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>, ready: imp
     Ok(())
 }
 
+/// Data keys rewrapped per statement batch at start.
+const REWRAP_BATCH: u64 = 500;
+
+/// Moves every data key under the current key-encryption key (after `content.kek` gained a
+/// new first key), in batches, once the schema is current; replicas doing it at once do
+/// no harm.
+async fn rewrap_content_keys(store: Store, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if matches!(store.pending_migrations().await, Ok(0)) {
+            match store.content_keys_to_rewrap().await {
+                Ok(0) => return,
+                Ok(pending) => {
+                    tracing::info!(pending, "rewrapping data keys under the current key-encryption key");
+                    break;
+                }
+                Err(error) => tracing::warn!(error = %error, "cannot read the data keys"),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+    let mut total = 0;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match store.rewrap_content_keys(REWRAP_BATCH).await {
+            Ok(0) => break,
+            Ok(rewrapped) => {
+                total += rewrapped;
+                metrics::counter!(names::CONTENT_KEYS_REWRAPPED).increment(rewrapped);
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot rewrap data keys");
+                return;
+            }
+        }
+    }
+    tracing::info!(
+        rewrapped = total,
+        "every data key is under the current key-encryption key"
+    );
+}
+
 /// The service's own periodic jobs: the fallback poll that wakes the timer runner (timers
 /// scheduled by other replicas), forgetting expired request ids, and the gauges.
 async fn periodic_jobs(settings: &Settings, core: &Arc<Core>) -> anyhow::Result<JobScheduler> {
@@ -404,6 +455,38 @@ async fn periodic_jobs(settings: &Settings, core: &Arc<Core>) -> anyhow::Result<
             },
         )?)
         .await?;
+
+    if !settings.retention.is_empty() {
+        let retention = Arc::clone(core);
+        let policies = Arc::new(settings.retention.clone());
+        // One run at a time in this replica: a tick while the last run goes on is skipped.
+        let running = Arc::new(tokio::sync::Mutex::new(()));
+        scheduler
+            .add(Job::new_async(
+                settings.config.retention.schedule.as_str(),
+                move |_, _| {
+                    let core = Arc::clone(&retention);
+                    let policies = Arc::clone(&policies);
+                    let running = Arc::clone(&running);
+                    Box::pin(async move {
+                        let Ok(_turn) = running.try_lock() else {
+                            return;
+                        };
+                        match core.run_retention(&policies).await {
+                            Ok(run) if run != Default::default() => tracing::info!(
+                                engagements_erased = run.engagements_erased,
+                                outbox_pruned = run.outbox_pruned,
+                                idempotency_keys_pruned = run.idempotency_keys_pruned,
+                                "retention ran"
+                            ),
+                            Ok(_) => {}
+                            Err(error) => tracing::warn!(error = %error, "the retention job failed"),
+                        }
+                    })
+                },
+            )?)
+            .await?;
+    }
 
     let gauges = Arc::clone(core);
     scheduler

@@ -250,6 +250,7 @@ pub fn engagement(view: &EngagementView) -> proto::Engagement {
         model,
         created_at,
         viewer,
+        ..
     } = view;
     let (model, created_at) = (model.as_ref(), *created_at);
     let phase = state.phase.as_ref().map(|phase| {
@@ -316,7 +317,21 @@ pub fn engagement(view: &EngagementView) -> proto::Engagement {
         end_time: optional_timestamp(state.ended_at),
         etag: etag(state.sequence),
         event_count: state.sequence,
+        content_erase_time: state.content_erased.map(|erasure| timestamp(erasure.at)),
     }
+}
+
+/// The fields among `fields` (name, whether empty) of a record whose content was erased
+/// that are empty (a note recorded since is not).
+fn erased_fields(erased: bool, fields: &[(&str, bool)]) -> Vec<String> {
+    if !erased {
+        return Vec::new();
+    }
+    fields
+        .iter()
+        .filter(|(_, empty)| *empty)
+        .map(|(field, _)| (*field).to_owned())
+        .collect()
 }
 
 /// An engagement as listed: without tasks, goals, commitments and milestones.
@@ -436,6 +451,15 @@ fn text(viewer: &Viewer, field: &str, value: Option<&str>, withheld: &mut Vec<St
 
 fn goal(goal: &Goal, viewer: &Viewer) -> proto::Goal {
     let mut withheld = Vec::new();
+    let erased = erased_fields(
+        goal.content_erased,
+        &[
+            ("title", goal.title.is_empty()),
+            ("measure", goal.measure.is_none()),
+            ("target", goal.target.is_none()),
+            ("note", goal.note.is_none()),
+        ],
+    );
     proto::Goal {
         id: goal.id.clone(),
         title: text(viewer, "title", Some(&goal.title), &mut withheld),
@@ -448,6 +472,7 @@ fn goal(goal: &Goal, viewer: &Viewer) -> proto::Goal {
         update_time: Some(timestamp(goal.updated_at)),
         note: text(viewer, "note", goal.note.as_deref(), &mut withheld),
         withheld_fields: withheld,
+        erased_fields: erased,
     }
 }
 
@@ -474,6 +499,13 @@ pub fn commitment_status_from_proto(status: proto::commitment::Status) -> Option
 
 fn commitment(commitment: &Commitment, viewer: &Viewer) -> proto::Commitment {
     let mut withheld = Vec::new();
+    let erased = erased_fields(
+        commitment.content_erased,
+        &[
+            ("description", commitment.description.is_empty()),
+            ("note", commitment.note.is_none()),
+        ],
+    );
     proto::Commitment {
         id: commitment.id.clone(),
         description: text(viewer, "description", Some(&commitment.description), &mut withheld),
@@ -485,6 +517,7 @@ fn commitment(commitment: &Commitment, viewer: &Viewer) -> proto::Commitment {
         follow_up_due: commitment.follow_up_due,
         note: text(viewer, "note", commitment.note.as_deref(), &mut withheld),
         withheld_fields: withheld,
+        erased_fields: erased,
     }
 }
 
@@ -501,6 +534,13 @@ pub fn history_event(event: &Event, view: &HistoryView) -> proto::HistoryEvent {
         details.remove(envelope);
     }
     let mut withheld = Vec::new();
+    let mut erased = Vec::new();
+    if view.erased.contains(&event.sequence) {
+        for field in event.kind.content_fields() {
+            details.remove(*field);
+            erased.push((*field).to_owned());
+        }
+    }
     if !view.viewer.sees_text() {
         for field in event.kind.text_fields() {
             if details.get(*field).is_some_and(|value| !value.is_null()) {
@@ -533,6 +573,7 @@ pub fn history_event(event: &Event, view: &HistoryView) -> proto::HistoryEvent {
         actor: actor(&event.actor),
         details: Some(json_to_struct(&details)),
         withheld_fields: withheld,
+        erased_fields: erased,
     }
 }
 

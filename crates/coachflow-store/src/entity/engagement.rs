@@ -25,6 +25,10 @@ pub struct Model {
     pub next_due_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// When it completed or was cancelled.
+    pub ended_at: Option<DateTimeUtc>,
+    /// When its content was last erased.
+    pub content_erased_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,6 +6,7 @@
 mod support;
 
 mod engagements;
+mod erasure;
 mod idempotency;
 mod listing;
 mod models;
@@ -72,6 +73,8 @@ suite! {
     outbox::a_limited_claim_takes_a_prefix_of_each_engagement,
     outbox::an_expired_claim_is_taken_over,
     outbox::concurrent_claims_hold_disjoint_engagements,
+    erasure::content_is_sealed_and_erasure_makes_it_unreadable,
+    erasure::the_key_encryption_key_rotates,
 }
 
 /// The embedded default: an in-memory SQLite database works like a file.

@@ -34,6 +34,17 @@ enum Command {
     /// Mints a token for a server in local mode (no auth.issuer), signed with the key it
     /// keeps beside its database: to try the service as a person or a system.
     Token(token::TokenArgs),
+    /// Key-encryption keys of content at rest (`content.kek`).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Prints a new random key-encryption key (base64 of 32 bytes): put it first in
+    /// content.kek, keep the old ones after it until the server says every data key is
+    /// rewrapped.
+    Generate,
 }
 
 #[derive(Debug, clap::Args)]
@@ -115,6 +126,12 @@ pub fn main() -> ExitCode {
         Command::Model(command) => run(command),
         Command::Client(args) => client::run(args),
         Command::Token(args) => token::run(&args),
+        Command::Keys(KeysCommand::Generate) => coachflow_store::generate_kek()
+            .map(|key| {
+                println!("{key}");
+                ExitCode::SUCCESS
+            })
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => code,

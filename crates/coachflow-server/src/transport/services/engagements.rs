@@ -781,4 +781,70 @@ impl EngagementService for EngagementApi {
         })
         .await
     }
+
+    async fn erase_engagement_content(
+        &self,
+        request: Request<proto::EraseEngagementContentRequest>,
+    ) -> Result<Response<proto::Engagement>, Status> {
+        let method = method!("EraseEngagementContent");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
+            let request = request.into_inner();
+            let engagement = EngagementName::parse("name", &request.name)?;
+            let expected_sequence = if request.etag.is_empty() {
+                None
+            } else {
+                Some(convert::parse_etag("etag", &request.etag)?)
+            };
+            let executed = self
+                .core
+                .erase_engagement_content(&principal, method, engagement, expected_sequence, &request.request_id)
+                .await?;
+            Ok(convert::engagement(&executed.engagement))
+        })
+        .await
+    }
+
+    async fn erase_person_data(
+        &self,
+        request: Request<proto::ErasePersonDataRequest>,
+    ) -> Result<Response<proto::ErasePersonDataResponse>, Status> {
+        let method = method!("ErasePersonData");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
+            let request = request.into_inner();
+            let tenant = TenantName::parse("parent", &request.parent)?;
+            let erasure = self
+                .core
+                .erase_person(&principal, method, &tenant.tenant, &request.person)
+                .await?;
+            Ok(proto::ErasePersonDataResponse {
+                pseudonym: erasure.pseudonym,
+                engagements: erasure.engagements.iter().map(ToString::to_string).collect(),
+                content_erased: erasure.content_erased.iter().map(ToString::to_string).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn export_person_data(
+        &self,
+        request: Request<proto::ExportPersonDataRequest>,
+    ) -> Result<Response<proto::ExportPersonDataResponse>, Status> {
+        let method = method!("ExportPersonData");
+        let principal = principal(&request).map_err(Status::from)?;
+        observe(method, &principal, async {
+            let request = request.into_inner();
+            let tenant = TenantName::parse("parent", &request.parent)?;
+            let document = self
+                .core
+                .export_person(&principal, method, &tenant.tenant, &request.person)
+                .await?;
+            Ok(proto::ExportPersonDataResponse {
+                content_type: "application/json".to_owned(),
+                json: document.to_string(),
+            })
+        })
+        .await
+    }
 }
