@@ -77,7 +77,7 @@ impl Store {
                 commit.now,
             )
             .await?;
-        let rows = Rows::prepare(&commit, key)?;
+        let rows = Rows::prepare(&commit, key, erasing)?;
         let snapshot_every = self.options.snapshot_every;
         let committed = self.write_rows(rows, &commit, snapshot_every).await;
         if committed.is_ok() && erasing {
@@ -139,7 +139,7 @@ struct Rows {
 }
 
 impl Rows {
-    fn prepare(commit: &Commit<'_>, key: SealingKey) -> Result<Rows, StoreError> {
+    fn prepare(commit: &Commit<'_>, key: SealingKey, erasing: bool) -> Result<Rows, StoreError> {
         let new_sequence = check_sequences(commit)?;
         let (tenant, engagement_id) = (commit.tenant, commit.engagement);
         let state = commit.state;
@@ -161,7 +161,7 @@ impl Rows {
             scheduled_timers,
             cancelled_timers,
             key,
-            erasing: crate::sealing::erases_content(commit.events),
+            erasing,
             erased_people: commit
                 .events
                 .iter()
