@@ -3,7 +3,6 @@
 //! due for erasure, and pruning of sent outbox rows and idempotency keys.
 
 use chrono::{DateTime, Utc};
-use ring::rand::{SecureRandom, SystemRandom};
 use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict};
 use sea_orm::{ActiveValue, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
@@ -27,10 +26,7 @@ impl Store {
         if let Some(row) = erased_person::Entity::find_by_id(key.clone()).one(&self.db).await? {
             return Ok(row.pseudonym);
         }
-        let mut random = [0u8; 8];
-        SystemRandom::new()
-            .fill(&mut random)
-            .map_err(|_| StoreError::Invalid("the system's random source failed".to_owned()))?;
+        let random: [u8; 8] = crate::sealing::random_bytes()?;
         let row = erased_person::ActiveModel {
             tenant: ActiveValue::Set(tenant.to_owned()),
             digest: ActiveValue::Set(digest),

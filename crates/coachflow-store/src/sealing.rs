@@ -687,20 +687,22 @@ fn aead_key(bytes: &[u8]) -> Result<LessSafeKey, StoreError> {
         .map_err(|_| StoreError::Invalid("a key of the wrong length".to_owned()))
 }
 
-fn random_key() -> Result<[u8; KEY_LEN], StoreError> {
-    let mut bytes = [0u8; KEY_LEN];
+/// `N` bytes from the system's random source.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
+    let mut bytes = [0u8; N];
     SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| StoreError::Invalid("the system's random source failed".to_owned()))?;
     Ok(bytes)
 }
 
+fn random_key() -> Result<[u8; KEY_LEN], StoreError> {
+    random_bytes()
+}
+
 /// A random nonce, then the ciphertext and its tag, base64 without padding.
 fn seal(key: &LessSafeKey, aad: &[u8], plain: &[u8]) -> Result<String, StoreError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    SystemRandom::new()
-        .fill(&mut nonce)
-        .map_err(|_| StoreError::Invalid("the system's random source failed".to_owned()))?;
+    let nonce: [u8; NONCE_LEN] = random_bytes()?;
     let mut buffer = plain.to_vec();
     key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buffer)
         .map_err(|_| StoreError::Invalid("sealing failed".to_owned()))?;

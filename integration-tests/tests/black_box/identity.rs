@@ -692,9 +692,7 @@ const MARKERS: [&str; 6] = [
 ];
 
 fn contains_marker(bytes: &[u8]) -> Option<&'static str> {
-    MARKERS
-        .into_iter()
-        .find(|marker| bytes.windows(marker.len()).any(|window| window == marker.as_bytes()))
+    crate::support::found_marker(bytes, &MARKERS)
 }
 
 /// Every reply `who` gets of engagement `name`, encoded: GetEngagement, every page of

@@ -19,7 +19,7 @@ use prost::Message as _;
 use serde_json::json;
 use tonic::Code;
 
-use crate::support::{expect_code, write_content};
+use crate::support::{self, contains, expect_code, write_content};
 
 const MARKERS: [&str; 6] = [
     "MARKER-output-a71c",
@@ -31,13 +31,7 @@ const MARKERS: [&str; 6] = [
 ];
 
 fn found_marker(bytes: &[u8]) -> Option<&'static str> {
-    MARKERS
-        .into_iter()
-        .find(|marker| bytes.windows(marker.len()).any(|window| window == marker.as_bytes()))
-}
-
-fn contains(bytes: &[u8], needle: &str) -> bool {
-    bytes.windows(needle.len()).any(|window| window == needle.as_bytes())
+    support::found_marker(bytes, &MARKERS)
 }
 
 /// A privacy officer's system token: erasure and export.

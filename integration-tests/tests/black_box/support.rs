@@ -198,3 +198,13 @@ pub(crate) async fn write_content(server: &TestServer, engagement: &str, markers
             .expect("skipped");
     }
 }
+
+/// Whether `needle` stands anywhere in `bytes`.
+pub(crate) fn contains(bytes: &[u8], needle: &str) -> bool {
+    bytes.windows(needle.len()).any(|window| window == needle.as_bytes())
+}
+
+/// The first of `markers` that stands in `bytes`.
+pub(crate) fn found_marker(bytes: &[u8], markers: &[&'static str]) -> Option<&'static str> {
+    markers.iter().copied().find(|marker| contains(bytes, marker))
+}
