@@ -229,6 +229,14 @@ async fn throughput_run(
         }
         None => None,
     };
+    let (stop_reading, stopped) = tokio::sync::watch::channel(false);
+    let reader = tokio::spawn(reads_under_load(
+        client(&server).await?,
+        load::Tokens::for_server(&server),
+        id_prefix,
+        settings.engagements,
+        stopped,
+    ));
     let report = load::run(
         &server,
         parse_model(source),
@@ -244,6 +252,8 @@ async fn throughput_run(
     )
     .await?;
     let ended = Instant::now();
+    stop_reading.send_replace(true);
+    let (reads_get, reads_list) = reader.await??;
     let (rss, peak) = rss_mib(&server);
     let timers = fired_timers(&server).await;
     let wall = report.wall.as_secs_f64();
@@ -273,6 +283,9 @@ async fn throughput_run(
     if let Some(complete) = report.commands.get("CompleteTask") {
         figures.set("complete p99 ms", complete.percentile_ms(99.0));
     }
+    figures.set("get p50 ms", reads_get.percentile_ms(50.0));
+    figures.set("get p99 ms", reads_get.percentile_ms(99.0));
+    figures.set("list p99 ms", reads_list.percentile_ms(99.0));
     figures.set("errors", report.errors.values().sum::<u64>() as f64);
     for (error, count) in &report.errors {
         eprintln!("  error ×{count}: {error}");
@@ -494,6 +507,39 @@ pub async fn scale(
 
 /// Times `samples` GetEngagement calls on random engagements and `samples` ListTasks calls
 /// (a page of 50) for random coaches, one at a time.
+/// While the load runs: a GetEngagement of a random engagement of the run and the
+/// ListTasks of its coach, one at a time, every 20 ms (engagements not created yet are
+/// skipped).
+async fn reads_under_load(
+    mut grpc: EngagementServiceClient<Channel>,
+    tokens: load::Tokens,
+    id_prefix: &'static str,
+    engagements: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(Latencies, Latencies)> {
+    let mut rng = Lcg::new(7);
+    let mut get = Latencies::new();
+    let mut list = Latencies::new();
+    while !*stop.borrow() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let index = rng.below(engagements.max(1));
+        let name = engagement_name(&format!("{id_prefix}{index:07}"));
+        let sent = Instant::now();
+        match grpc
+            .get_engagement(tokens.request(proto::GetEngagementRequest { name: name.clone() }, SERVICE_ACTOR))
+            .await
+        {
+            Ok(_) => get.record(sent.elapsed()),
+            Err(status) if status.code() == tonic::Code::NotFound => continue,
+            Err(status) => bail!("GetEngagement {name} under load: {status}"),
+        }
+        let sent = Instant::now();
+        list_tasks_of(&mut grpc, &tokens, &format!("coach-{}", index % 1000)).await?;
+        list.record(sent.elapsed());
+    }
+    Ok((get, list))
+}
+
 async fn sample_reads(
     server: &TestServer,
     steps: usize,
@@ -517,26 +563,35 @@ async fn sample_reads(
 
         let coach = format!("coach-{}", rng.below(1000.min(per_step * steps)));
         let sent = Instant::now();
-        let page = grpc
-            .list_tasks(tokens.request(
-                proto::ListTasksRequest {
-                    parent: parent(),
-                    assignee: coach.clone(),
-                    queue: proto::list_tasks_request::Queue::Unspecified.into(),
-                    page_size: 50,
-                    page_token: String::new(),
-                },
-                SERVICE_ACTOR,
-            ))
-            .await
-            .map_err(|status| anyhow!("ListTasks {coach}: {status}"))?
-            .into_inner();
+        let page = list_tasks_of(&mut grpc, &tokens, &coach).await?;
         list.record(sent.elapsed());
         if page.tasks.is_empty() {
             bail!("ListTasks {coach} found nothing");
         }
     }
     Ok((get, list))
+}
+
+/// The first page (50) of `coach`'s open tasks.
+async fn list_tasks_of(
+    grpc: &mut EngagementServiceClient<Channel>,
+    tokens: &load::Tokens,
+    coach: &str,
+) -> anyhow::Result<proto::ListTasksResponse> {
+    Ok(grpc
+        .list_tasks(tokens.request(
+            proto::ListTasksRequest {
+                parent: parent(),
+                assignee: coach.to_owned(),
+                queue: proto::list_tasks_request::Queue::Unspecified.into(),
+                page_size: 50,
+                page_token: String::new(),
+            },
+            SERVICE_ACTOR,
+        ))
+        .await
+        .map_err(|status| anyhow!("ListTasks {coach}: {status}"))?
+        .into_inner())
 }
 
 /// A small deterministic generator: the same samples in every run.

@@ -1,12 +1,13 @@
 //! The relay loop: claim outbox rows, publish them with confirms, mark them sent.
 //!
 //! Order: a claim gives this relay the first unpublished rows of each engagement it holds
-//! (no other relay publishes those engagements until the claim ends). The rows go out in
-//! waves: a wave holds the next row of every engagement in the batch, and the next wave
-//! starts when every confirm of this one arrived. So an engagement never has two messages in
-//! flight, and a nacked or lost message is re-sent before anything after it: per-engagement
-//! order holds even when the broker refuses a message, while many engagements share each
-//! round trip.
+//! (no other relay publishes those engagements until the claim ends). The rows go out
+//! pipelined: every engagement of the batch has one message in flight, and when its confirm
+//! arrives its next row goes out at once, whatever the other engagements wait for. So an
+//! engagement never has two messages in flight, and a nacked or lost message is re-sent
+//! before anything after it: per-engagement order holds even when the broker refuses a
+//! message, while the confirms of many engagements are in flight together. The confirmed
+//! rows of a batch are marked sent with one statement.
 //!
 //! Nothing is lost: a row is marked sent only after the broker confirmed it. A relay that
 //! dies between publish and confirm leaves its rows unsent; they go out again (same
@@ -20,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use coachflow_store::{OutboxRow, Store};
-use futures_util::future::join_all;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
@@ -307,8 +309,11 @@ impl Relay<'_> {
         }
     }
 
-    /// Publishes a claimed batch wave by wave; stops early (rows stay unsent, to be claimed
-    /// again) when half the lease is gone, so a claim never runs out under a live relay.
+    /// Publishes a claimed batch, pipelined: every engagement has its next row in flight,
+    /// and the moment its confirm arrives the row after it goes out, whatever the other
+    /// engagements wait for. The confirmed rows are marked sent together when the batch
+    /// ends. Stops early (the rest stays unsent, to be claimed again) when half the lease
+    /// is gone, so a claim never runs out under a live relay.
     async fn publish_batch(&self, rows: Vec<OutboxRow>, claimed_at: DateTime<Utc>) -> Result<Batch, BrokerError> {
         let mut engagements: BTreeMap<(String, String), VecDeque<OutboxRow>> = BTreeMap::new();
         for row in rows {
@@ -319,108 +324,108 @@ impl Relay<'_> {
         }
         let deadline = chrono::Duration::from_std(self.settings.lease / 2).unwrap_or(chrono::Duration::MAX);
         let mut batch = Batch::Sent;
-        while !engagements.is_empty() {
-            if (self.now)() - claimed_at >= deadline {
-                tracing::debug!("half the claim's lease is gone; claiming again");
-                return Ok(batch);
+        let mut in_flight = FuturesUnordered::new();
+        for rows in engagements.values_mut() {
+            if let Some(row) = rows.pop_front() {
+                in_flight.push(self.publish(row).await?);
             }
-            let wave: Vec<OutboxRow> = engagements.values_mut().filter_map(VecDeque::pop_front).collect();
-            let outcomes = self.publish_wave(&wave).await?;
-            let mut sent = Vec::with_capacity(wave.len());
-            for (row, outcome) in wave.iter().zip(outcomes) {
-                let key = (row.tenant.clone(), row.engagement.clone());
-                match outcome {
-                    Outcome::Confirmed => sent.push(row.position),
-                    Outcome::Refused => {
-                        // Keep the engagement's order: its later rows wait for this one.
-                        engagements.remove(&key);
-                        batch = Batch::Held;
+        }
+        let mut sent = Vec::new();
+        let timeout = self.settings.confirm_timeout;
+        while let Some(confirmed) = tokio::time::timeout(timeout, in_flight.next())
+            .await
+            .map_err(|_| BrokerError::ConfirmTimeout(timeout))?
+        {
+            let (row, outcome) = confirmed?;
+            let key = (row.tenant, row.engagement);
+            match outcome {
+                Outcome::Confirmed => {
+                    sent.push(row.position);
+                    let next = engagements.get_mut(&key).and_then(VecDeque::pop_front);
+                    match next {
+                        Some(next) if (self.now)() - claimed_at < deadline => {
+                            in_flight.push(self.publish(next).await?);
+                        }
+                        Some(_) => tracing::debug!("half the claim's lease is gone; claiming again"),
+                        None => {}
                     }
                 }
+                Outcome::Refused => {
+                    // Keep the engagement's order: its later rows wait for this one.
+                    engagements.remove(&key);
+                    batch = Batch::Held;
+                }
             }
-            engagements.retain(|_, rows| !rows.is_empty());
-            if !sent.is_empty()
-                && let Err(error) = self.store.mark_outbox_sent(&sent, (self.now)()).await
-            {
-                // They were delivered; unmarked they go out again (same ids) later.
-                tracing::warn!(error = %error, rows = sent.len(), "cannot mark published rows sent; they will be re-sent");
-                return Ok(Batch::Held);
-            }
+        }
+        if !sent.is_empty()
+            && let Err(error) = self.store.mark_outbox_sent(&sent, (self.now)()).await
+        {
+            // They were delivered; unmarked they go out again (same ids) later.
+            tracing::warn!(error = %error, rows = sent.len(), "cannot mark published rows sent; they will be re-sent");
+            return Ok(Batch::Held);
         }
         Ok(batch)
     }
 
-    /// Publishes one row of each engagement and waits for every confirm.
-    async fn publish_wave(&self, wave: &[OutboxRow]) -> Result<Vec<Outcome>, BrokerError> {
+    /// Publishes `row`; the future resolves with the row and its confirm's outcome.
+    async fn publish(
+        &self,
+        row: OutboxRow,
+    ) -> Result<impl Future<Output = Result<(OutboxRow, Outcome), BrokerError>> + use<>, BrokerError> {
         let started = Instant::now();
-        let mut pending = Vec::with_capacity(wave.len());
-        for row in wave {
-            let message = match cloudevents::message(row, self.settings.mode) {
-                Ok(message) => message,
-                Err(error) => {
-                    metrics::counter!(names::UNSENDABLE).increment(1);
-                    tracing::error!(error = %error, "an outbox row cannot be sent; it stays in the outbox");
-                    pending.push(None);
-                    continue;
+        let confirm = match cloudevents::message(&row, self.settings.mode) {
+            Ok(message) => {
+                let span = tracing::info_span!(
+                    "publish",
+                    event_id = %row.event_id,
+                    routing_key = %row.routing_key,
+                    trace_id = row.traceparent.as_deref().and_then(trace_id).unwrap_or(""),
+                );
+                if let Some(traceparent) = &row.traceparent {
+                    continue_trace(&span, traceparent);
                 }
+                let confirm = self
+                    .publisher
+                    .channel
+                    .basic_publish(
+                        self.settings.exchange.as_str().into(),
+                        message.routing_key,
+                        BasicPublishOptions::default(),
+                        &message.body,
+                        message.properties,
+                    )
+                    .instrument(span)
+                    .await?;
+                Some(confirm)
+            }
+            Err(error) => {
+                metrics::counter!(names::UNSENDABLE).increment(1);
+                tracing::error!(error = %error, "an outbox row cannot be sent; it stays in the outbox");
+                None
+            }
+        };
+        let now = Arc::clone(self.now);
+        Ok(async move {
+            let Some(confirm) = confirm else {
+                return Ok((row, Outcome::Refused));
             };
-            let span = tracing::info_span!(
-                "publish",
-                event_id = %row.event_id,
-                routing_key = %row.routing_key,
-                trace_id = row.traceparent.as_deref().and_then(trace_id).unwrap_or(""),
-            );
-            if let Some(traceparent) = &row.traceparent {
-                continue_trace(&span, traceparent);
-            }
-            let confirm = self
-                .publisher
-                .channel
-                .basic_publish(
-                    self.settings.exchange.as_str().into(),
-                    message.routing_key,
-                    BasicPublishOptions::default(),
-                    &message.body,
-                    message.properties,
-                )
-                .instrument(span)
-                .await?;
-            pending.push(Some(confirm));
-        }
-        let confirms = join_all(pending.into_iter().map(|confirm| async move {
-            match confirm {
-                Some(confirm) => Some(confirm.await),
-                None => None,
-            }
-        }));
-        let timeout = self.settings.confirm_timeout;
-        let confirms = tokio::time::timeout(timeout, confirms)
-            .await
-            .map_err(|_| BrokerError::ConfirmTimeout(timeout))?;
-        let elapsed = started.elapsed().as_secs_f64();
-        let now = (self.now)();
-        let mut outcomes = Vec::with_capacity(wave.len());
-        for (row, confirm) in wave.iter().zip(confirms) {
-            let outcome = match confirm {
-                Some(Ok(Confirmation::Ack(_) | Confirmation::NotRequested)) => {
+            let outcome = match confirm.await? {
+                Confirmation::Ack(_) | Confirmation::NotRequested => {
                     metrics::counter!(names::CONFIRMED).increment(1);
-                    metrics::histogram!(names::PUBLISH_DURATION).record(elapsed);
-                    let lag = (now - row.created_at).to_std().unwrap_or(Duration::ZERO);
+                    metrics::histogram!(names::PUBLISH_DURATION).record(started.elapsed().as_secs_f64());
+                    let lag = (now() - row.created_at).to_std().unwrap_or(Duration::ZERO);
                     metrics::histogram!(names::LAG).record(lag.as_secs_f64());
                     tracing::debug!(event_id = %row.event_id, "published");
                     Outcome::Confirmed
                 }
-                Some(Ok(Confirmation::Nack(_))) => {
+                Confirmation::Nack(_) => {
                     metrics::counter!(names::NACKED).increment(1);
                     tracing::warn!(event_id = %row.event_id, "the broker refused an event; it is sent again");
                     Outcome::Refused
                 }
-                Some(Err(error)) => return Err(error.into()),
-                None => Outcome::Refused,
             };
-            outcomes.push(outcome);
-        }
-        Ok(outcomes)
+            Ok((row, outcome))
+        })
     }
 
     async fn report_backlog(&self) {

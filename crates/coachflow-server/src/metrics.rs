@@ -81,7 +81,17 @@ fn describe() {
     describe_counter!(
         coachflow_store::metrics::COMMIT_TRANSACTIONS,
         Unit::Count,
-        "Write transactions that committed engagement changes (SQLite groups many commands in one)"
+        "Write transactions that committed engagement changes (group commit puts many commands in one)"
+    );
+    describe_histogram!(
+        coachflow_store::metrics::COMMIT_BATCH_DURATION,
+        Unit::Seconds,
+        "Time a batch's write transaction took, from begin to commit"
+    );
+    describe_histogram!(
+        coachflow_store::metrics::COMMIT_WAIT,
+        Unit::Seconds,
+        "Time a commit waited for its batch's transaction to begin"
     );
     describe_counter!(EVENTS_APPENDED, Unit::Count, "Events appended to engagement histories");
     describe_counter!(

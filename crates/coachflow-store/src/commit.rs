@@ -1,20 +1,15 @@
-//! [`Store::commit`]: everything a decision changes, in one transaction.
+//! [`Store::commit`]: everything a decision changes, prepared for its batch's transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use coachflow_engine::{Effect, EngagementState, Event, EventKind};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{
-    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryTrait,
-};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
-use crate::connect::finish;
 use crate::convert::{count_to_i32, to_i32, to_i64};
 use crate::entity::{engagement, engagement_person, engagement_task, event, outbox, snapshot, timer};
-use crate::error::unique_violation_as;
-use crate::idempotency::{NewIdempotencyKey, insert_idempotency_key};
+use crate::idempotency::NewIdempotencyKey;
 use crate::outbox::NewOutboxEvent;
 use crate::sealing::SealingKey;
 use crate::{Backend, Store, StoreError};
@@ -42,20 +37,19 @@ pub struct Commit<'a> {
 
 /// Rows per multi-row INSERT: well under the bind-parameter limits of both backends
 /// (SQLite 32766, PostgreSQL 65535) for the widest table.
-const ROWS_PER_INSERT: usize = 1000;
+pub(crate) const ROWS_PER_INSERT: usize = 1000;
 
 impl Store {
-    /// Writes a decision in ONE transaction, in this order: the guard on the projection row
-    /// (the engagement's sequence must still be `expected_sequence`, else
-    /// [`StoreError::Conflict`]; on PostgreSQL a concurrent commit waits on the row lock and
-    /// then fails cleanly), the events, the people and open tasks when the events change
-    /// them, a snapshot when `snapshot_every` events accumulated, the timer effects, the
-    /// idempotency key ([`StoreError::DuplicateRequest`] if the request id was used) and the
-    /// outbox rows (last, so their positions are taken just before the commit: a reader
-    /// following positions waits at a hole only briefly). Nothing serializes commits of
-    /// different engagements, so the database can flush them together. Any error rolls
-    /// everything back. A commit to an engagement that does not exist (with `expected_sequence > 0`)
-    /// is a conflict too.
+    /// Writes a decision, all or nothing, in the transaction of a batch of commits (see
+    /// `batch`): the idempotency key ([`StoreError::DuplicateRequest`] if the request id
+    /// was used), the guard on the projection row (the engagement's sequence must still be
+    /// `expected_sequence`, else [`StoreError::Conflict`]; a concurrent commit waits on the
+    /// row lock and then fails cleanly; a commit to an engagement that does not exist, with
+    /// `expected_sequence > 0`, is a conflict too; creating a taken id is
+    /// [`StoreError::AlreadyExists`]), the events, the people and open tasks when the events
+    /// change them, a snapshot when due, the timer effects and the outbox rows (last, so
+    /// their positions are taken just before the commit: a reader following positions waits
+    /// at a hole only briefly). Returns once the transaction holding it is committed.
     #[tracing::instrument(
         level = "debug",
         skip_all,
@@ -78,8 +72,8 @@ impl Store {
             )
             .await?;
         let rows = Rows::prepare(&commit, key, erasing)?;
-        let snapshot_every = self.options.snapshot_every;
-        let committed = self.write_rows(rows, &commit, snapshot_every).await;
+        let prepared = batched(rows, &commit, self.options.snapshot_every)?;
+        let committed = self.batch.commit(self, prepared).await;
         if committed.is_ok() && erasing {
             self.vault.forget(commit.tenant, commit.engagement);
             self.after_erasure().await;
@@ -96,46 +90,58 @@ impl Store {
             tracing::warn!(error = %error, "cannot checkpoint the WAL after an erasure");
         }
     }
+}
 
-    async fn write_rows(&self, rows: Rows, commit: &Commit<'_>, snapshot_every: u64) -> Result<(), StoreError> {
-        match self.backend {
-            // One writer at a time: the commits waiting for it share its next transaction.
-            Backend::Sqlite => {
-                self.group
-                    .commit(self, async |transaction| {
-                        rows.write(transaction, commit, snapshot_every).await
-                    })
-                    .await
-            }
-            // Concurrent transactions, whose WAL flushes PostgreSQL already groups.
-            Backend::Postgres => {
-                let (transaction, _turn) = self.begin_write().await?;
-                let outcome = rows.write(&transaction, commit, snapshot_every).await;
-                let committed = finish(transaction, outcome).await;
-                if committed.is_ok() {
-                    metrics::counter!(crate::metrics::COMMIT_TRANSACTIONS).increment(1);
-                }
-                committed
-            }
-        }
-    }
+/// A commit as its batch takes it. A snapshot is due when the sequence passes a multiple
+/// of `snapshot_every` (the batch does not read each row's last snapshot before it writes),
+/// so loading replays fewer than `snapshot_every` events plus one commit's; and with every
+/// erasure, sealed under the new key.
+fn batched(rows: Rows, commit: &Commit<'_>, snapshot_every: u64) -> Result<crate::batch::Prepared, StoreError> {
+    let snapshot_every = snapshot_every.max(1);
+    let due = commit.state.sequence / snapshot_every > commit.expected_sequence / snapshot_every;
+    let snapshot = (due || rows.erasing)
+        .then(|| snapshot_row(commit, &rows.key, rows.projection.sequence))
+        .transpose()?;
+    Ok(crate::batch::Prepared {
+        rows,
+        expected_sequence: to_i64(commit.expected_sequence, "expected sequence")?,
+        idempotency: commit.idempotency.clone(),
+        snapshot,
+        now: commit.now,
+    })
+}
+
+/// The snapshot row of the state after `commit`, sealed.
+fn snapshot_row(commit: &Commit<'_>, key: &SealingKey, new_sequence: i64) -> Result<snapshot::Model, StoreError> {
+    // Encoded only when due: the state is the largest thing a commit writes.
+    let state = serde_json::to_string(commit.state)
+        .map_err(|error| invalid(commit, format!("cannot encode the state: {error}")))?;
+    let state = crate::sealing::seal_snapshot(commit.tenant, commit.engagement, new_sequence, &state, key)?;
+    Ok(snapshot::Model {
+        tenant: commit.tenant.to_owned(),
+        engagement: commit.engagement.to_owned(),
+        sequence: new_sequence,
+        state,
+        created_at: commit.now,
+    })
 }
 
 /// Everything serialized and checked before the transaction starts, so it stays short.
-struct Rows {
-    projection: engagement::Model,
-    events: Vec<event::Model>,
-    people: Option<Vec<engagement_person::Model>>,
-    open_tasks: Option<Vec<engagement_task::Model>>,
-    outbox: Vec<outbox::ActiveModel>,
-    scheduled_timers: Vec<timer::Model>,
-    cancelled_timers: Vec<String>,
-    key: SealingKey,
+#[derive(Debug)]
+pub(crate) struct Rows {
+    pub(crate) projection: engagement::Model,
+    pub(crate) events: Vec<event::Model>,
+    pub(crate) people: Option<Vec<engagement_person::Model>>,
+    pub(crate) open_tasks: Option<Vec<engagement_task::Model>>,
+    pub(crate) outbox: Vec<outbox::ActiveModel>,
+    pub(crate) scheduled_timers: Vec<timer::Model>,
+    pub(crate) cancelled_timers: Vec<String>,
+    pub(crate) key: SealingKey,
     /// The commit erases the content: older data keys are destroyed, the outbox's copies of
     /// outputs dropped, and a snapshot sealed under the new key written.
-    erasing: bool,
+    pub(crate) erasing: bool,
     /// People the commit erases: (person, pseudonym).
-    erased_people: Vec<(String, String)>,
+    pub(crate) erased_people: Vec<(String, String)>,
 }
 
 impl Rows {
@@ -171,203 +177,6 @@ impl Rows {
                 })
                 .collect(),
         })
-    }
-
-    async fn write(
-        self,
-        transaction: &DatabaseTransaction,
-        commit: &Commit<'_>,
-        snapshot_every: u64,
-    ) -> Result<(), StoreError> {
-        let creating = commit.expected_sequence == 0;
-        let new_sequence = self.projection.sequence;
-        let snapshot_due = if creating {
-            self.insert_projection(transaction, snapshot_every).await?
-        } else {
-            self.update_projection(transaction, commit.expected_sequence, snapshot_every)
-                .await?
-        } || self.erasing;
-        let (tenant, engagement_id) = (commit.tenant, commit.engagement);
-
-        if let Some(row) = &self.key.new_row {
-            crate::sealing::insert_key(transaction, row).await?;
-        }
-        if self.erasing {
-            crate::sealing::destroy_keys_before(transaction, tenant, engagement_id, self.key.generation, commit.now)
-                .await?;
-        }
-        if self.erasing || !self.erased_people.is_empty() {
-            rewrite_outbox(transaction, tenant, engagement_id, self.erasing, &self.erased_people).await?;
-        }
-
-        for chunk in self.events.chunks(ROWS_PER_INSERT) {
-            event::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
-                .exec_without_returning(transaction)
-                .await
-                .map_err(|error| unique_violation_as(error, || StoreError::Conflict))?;
-        }
-
-        if let Some(people) = self.people {
-            if !creating {
-                engagement_person::Entity::delete_many()
-                    .filter(engagement_person::Column::Tenant.eq(tenant))
-                    .filter(engagement_person::Column::Engagement.eq(engagement_id))
-                    .exec(transaction)
-                    .await?;
-            }
-            for chunk in people.chunks(ROWS_PER_INSERT) {
-                engagement_person::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
-                    .exec_without_returning(transaction)
-                    .await?;
-            }
-        }
-
-        if let Some(open_tasks) = self.open_tasks {
-            if !creating {
-                engagement_task::Entity::delete_many()
-                    .filter(engagement_task::Column::Tenant.eq(tenant))
-                    .filter(engagement_task::Column::Engagement.eq(engagement_id))
-                    .exec(transaction)
-                    .await?;
-            }
-            for chunk in open_tasks.chunks(ROWS_PER_INSERT) {
-                engagement_task::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
-                    .exec_without_returning(transaction)
-                    .await?;
-            }
-        }
-
-        if snapshot_due {
-            // Encoded only when due: the state is the largest thing a commit writes.
-            let state = serde_json::to_string(commit.state)
-                .map_err(|error| invalid(commit, format!("cannot encode the state: {error}")))?;
-            let state = crate::sealing::seal_snapshot(tenant, engagement_id, new_sequence, &state, &self.key)?;
-            let row = snapshot::Model {
-                tenant: tenant.to_owned(),
-                engagement: engagement_id.to_owned(),
-                sequence: new_sequence,
-                state,
-                created_at: commit.now,
-            };
-            snapshot::Entity::insert(row.into_active_model())
-                .on_conflict(
-                    OnConflict::columns([snapshot::Column::Tenant, snapshot::Column::Engagement])
-                        .update_columns([
-                            snapshot::Column::Sequence,
-                            snapshot::Column::State,
-                            snapshot::Column::CreatedAt,
-                        ])
-                        .to_owned(),
-                )
-                .exec_without_returning(transaction)
-                .await?;
-        }
-
-        for chunk in self.scheduled_timers.chunks(ROWS_PER_INSERT) {
-            timer::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
-                .on_conflict(
-                    OnConflict::columns([timer::Column::Tenant, timer::Column::Engagement, timer::Column::TimerId])
-                        .update_columns([
-                            timer::Column::FiresAt,
-                            timer::Column::ClaimedBy,
-                            timer::Column::ClaimedUntil,
-                        ])
-                        .to_owned(),
-                )
-                .exec_without_returning(transaction)
-                .await?;
-        }
-        for chunk in self.cancelled_timers.chunks(ROWS_PER_INSERT) {
-            timer::Entity::delete_many()
-                .filter(timer::Column::Tenant.eq(tenant))
-                .filter(timer::Column::Engagement.eq(engagement_id))
-                .filter(timer::Column::TimerId.is_in(chunk.iter().cloned()))
-                .exec(transaction)
-                .await?;
-        }
-
-        if let Some(key) = &commit.idempotency {
-            insert_idempotency_key(transaction, key)
-                .await
-                .map_err(|error| unique_violation_as(error, || StoreError::DuplicateRequest))?;
-        }
-
-        for chunk in self.outbox.chunks(ROWS_PER_INSERT) {
-            outbox::Entity::insert_many(chunk.iter().cloned())
-                .exec_without_returning(transaction)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Creates the projection row; returns whether a snapshot is due.
-    async fn insert_projection(
-        &self,
-        transaction: &DatabaseTransaction,
-        snapshot_every: u64,
-    ) -> Result<bool, StoreError> {
-        let mut row = self.projection.clone();
-        let snapshot_due = u64::try_from(row.sequence).is_ok_and(|sequence| sequence >= snapshot_every);
-        if snapshot_due {
-            row.snapshot_sequence = row.sequence;
-        }
-        engagement::Entity::insert(row.into_active_model())
-            .exec_without_returning(transaction)
-            .await
-            .map_err(|error| {
-                unique_violation_as(error, || {
-                    StoreError::AlreadyExists(format!("engagement {}/{}", self.projection.tenant, self.projection.id))
-                })
-            })?;
-        Ok(snapshot_due)
-    }
-
-    /// The guard: updates the projection row only if it is still at `expected_sequence`,
-    /// moving `snapshot_sequence` up when a snapshot is due; returns whether one is.
-    async fn update_projection(
-        &self,
-        transaction: &DatabaseTransaction,
-        expected_sequence: u64,
-        snapshot_every: u64,
-    ) -> Result<bool, StoreError> {
-        let row = &self.projection;
-        let new_sequence = row.sequence;
-        let snapshot_every = to_i64(snapshot_every, "snapshot_every")?;
-        let mut update = engagement::Entity::update_many()
-            .col_expr(engagement::Column::ModelKey, Expr::value(row.model_key.clone()))
-            .col_expr(engagement::Column::ModelVersion, Expr::value(row.model_version))
-            .col_expr(engagement::Column::Status, Expr::value(row.status.clone()))
-            .col_expr(engagement::Column::Phase, Expr::value(row.phase.clone()))
-            .col_expr(engagement::Column::PhaseIteration, Expr::value(row.phase_iteration))
-            .col_expr(engagement::Column::Sequence, Expr::value(new_sequence))
-            .col_expr(
-                engagement::Column::SnapshotSequence,
-                Expr::case(
-                    Expr::value(new_sequence)
-                        .sub(Expr::col(engagement::Column::SnapshotSequence))
-                        .gte(snapshot_every),
-                    Expr::value(new_sequence),
-                )
-                .finally(Expr::col(engagement::Column::SnapshotSequence))
-                .into(),
-            )
-            .col_expr(engagement::Column::OpenTasks, Expr::value(row.open_tasks))
-            .col_expr(engagement::Column::OverdueTasks, Expr::value(row.overdue_tasks))
-            .col_expr(engagement::Column::NextDueAt, Expr::value(row.next_due_at))
-            .col_expr(engagement::Column::UpdatedAt, Expr::value(row.updated_at))
-            .col_expr(engagement::Column::EndedAt, Expr::value(row.ended_at))
-            .col_expr(engagement::Column::ContentErasedAt, Expr::value(row.content_erased_at))
-            .filter(engagement::Column::Tenant.eq(&row.tenant))
-            .filter(engagement::Column::Id.eq(&row.id))
-            .filter(engagement::Column::Sequence.eq(to_i64(expected_sequence, "expected sequence")?))
-            .into_query();
-        update.returning_col(engagement::Column::SnapshotSequence);
-        let Some(updated) = transaction.query_one(&update).await? else {
-            return Err(StoreError::Conflict);
-        };
-        let snapshot_sequence: i64 = updated.try_get_by_index(0)?;
-        // With no events the sequence did not move: a snapshot at it exists already.
-        Ok(snapshot_sequence == new_sequence && new_sequence > to_i64(expected_sequence, "expected sequence")?)
     }
 }
 
@@ -554,7 +363,7 @@ fn changes_people(kind: &EventKind) -> bool {
 /// Rewrites the engagement's outbox rows already written (sent or not): without the
 /// outputs a completed task published when its content is erased, and with erased people's
 /// pseudonyms. (Rows of this commit come later and are not touched.)
-async fn rewrite_outbox(
+pub(crate) async fn rewrite_outbox(
     transaction: &DatabaseTransaction,
     tenant: &str,
     engagement_id: &str,

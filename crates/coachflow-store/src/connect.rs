@@ -76,8 +76,8 @@ pub struct Store {
     /// growing sleeps: under many concurrent writers an unlucky one could wait past the
     /// busy timeout and fail with "database is locked".)
     writers: Arc<tokio::sync::Mutex<()>>,
-    /// SQLite: the commits that share the next write transaction.
-    pub(crate) group: Arc<crate::group::GroupCommit>,
+    /// The commits that share the next batch transaction.
+    pub(crate) batch: Arc<crate::batch::BatchCommit>,
     /// The keys content is sealed under.
     pub(crate) vault: Arc<crate::sealing::Vault>,
 }
@@ -133,7 +133,7 @@ impl Store {
             backend,
             options,
             writers: Arc::new(tokio::sync::Mutex::new(())),
-            group: Arc::default(),
+            batch: Arc::new(crate::batch::BatchCommit::new(backend)),
             vault: Arc::new(vault),
         })
     }

@@ -77,7 +77,15 @@ pub(crate) async fn insert_idempotency_key(
     connection: &impl ConnectionTrait,
     key: &NewIdempotencyKey,
 ) -> Result<(), DbErr> {
-    let row = idempotency_key::Model {
+    idempotency_key::Entity::insert(idempotency_row(key).into_active_model())
+        .exec_without_returning(connection)
+        .await?;
+    Ok(())
+}
+
+/// The row that stores `key`.
+pub(crate) fn idempotency_row(key: &NewIdempotencyKey) -> idempotency_key::Model {
+    idempotency_key::Model {
         tenant: key.tenant.clone(),
         request_id: key.request_id.clone(),
         method: key.method.clone(),
@@ -85,9 +93,5 @@ pub(crate) async fn insert_idempotency_key(
         response: key.response.clone(),
         created_at: key.created_at,
         expires_at: key.expires_at,
-    };
-    idempotency_key::Entity::insert(row.into_active_model())
-        .exec_without_returning(connection)
-        .await?;
-    Ok(())
+    }
 }

@@ -7,6 +7,7 @@
 //! engagement's sequence number (optimistic concurrency).
 
 mod audit;
+mod batch;
 mod commit;
 mod connect;
 mod convert;
@@ -14,7 +15,6 @@ mod engagements;
 pub mod entity;
 mod erasure;
 mod error;
-mod group;
 mod history;
 mod idempotency;
 pub mod metrics;

@@ -21,10 +21,7 @@ use coachflow_engine::{Event, EventKind};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
-    QuerySelect,
-};
+use sea_orm::{ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
@@ -521,14 +518,6 @@ pub(crate) async fn destroy_keys_before(
         .filter(content_key::Column::Generation.lt(to_i32(generation)))
         .filter(content_key::Column::DestroyedAt.is_null())
         .exec(connection)
-        .await?;
-    Ok(())
-}
-
-/// Inserts a new data key's row, in `connection`'s transaction.
-pub(crate) async fn insert_key(connection: &impl ConnectionTrait, row: &content_key::Model) -> Result<(), StoreError> {
-    content_key::Entity::insert(row.clone().into_active_model())
-        .exec_without_returning(connection)
         .await?;
     Ok(())
 }

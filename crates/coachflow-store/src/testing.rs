@@ -247,3 +247,25 @@ mod tests {
         assert!(!path.exists());
     }
 }
+
+/// Holds a store's batch commits (PostgreSQL) while it lives: the commits made meanwhile
+/// wait in one open batch, and go together once it drops.
+#[derive(Debug)]
+pub struct BatchHold {
+    _slots: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Store {
+    /// Holds the batch commits until the returned guard drops (PostgreSQL; commits on
+    /// SQLite are not held).
+    pub async fn hold_batch_commits(&self) -> BatchHold {
+        BatchHold {
+            _slots: self.batch.hold().await,
+        }
+    }
+
+    /// The commits waiting in the open batch (PostgreSQL).
+    pub fn queued_batch_commits(&self) -> usize {
+        self.batch.queued()
+    }
+}

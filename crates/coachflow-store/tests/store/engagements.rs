@@ -6,18 +6,8 @@ use sea_orm::{ConnectionTrait, EntityTrait};
 
 use crate::support::{
     TestDb, act, advance, commit_decision, complete, days, decide_on, four_stage, idempotency_key, outbox_for, people,
-    start, t0, timers_after,
+    record_goal, start, start_many, t0, timers_after,
 };
-
-fn record_goal(goal: &str) -> Action {
-    Action::RecordGoal {
-        goal: goal.to_owned(),
-        title: "Delegate the weekly operations review".to_owned(),
-        measure: None,
-        target: None,
-        due: None,
-    }
-}
 
 async fn timer_rows(db: &TestDb) -> std::collections::BTreeMap<String, chrono::DateTime<chrono::Utc>> {
     coachflow_store::entity::timer::Entity::find()
@@ -470,15 +460,7 @@ pub async fn history_pages_oldest_first(db: TestDb) {
 pub async fn commits_together_fail_alone(db: TestDb) {
     let store = &db.store;
     let model = four_stage();
-    let ids: Vec<String> = (0..12).map(|n| format!("eng-{n}")).collect();
-    let mut states = Vec::new();
-    for id in &ids {
-        states.push(
-            start(store, model, "acme", id, people("client-1", "coach-1"), t0())
-                .await
-                .state,
-        );
-    }
+    let (ids, states) = start_many(store, model, 12).await;
     // eng-0 moves on before the batch: a decision on its old state is stale.
     act(store, model, "acme", "eng-0", record_goal("moved-on"), t0() + days(1))
         .await

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod batch;
 mod engagements;
 mod erasure;
 mod idempotency;
@@ -53,6 +54,8 @@ suite! {
     engagements::a_taken_engagement_id_already_exists,
     engagements::concurrent_commits_on_one_sequence_have_one_winner,
     engagements::commits_together_fail_alone,
+    batch::a_batch_commits_what_it_can,
+    batch::a_batch_that_fails_is_written_one_commit_at_a_time,
     engagements::a_failing_step_rolls_back_the_whole_commit,
     engagements::malformed_commits_are_refused,
     engagements::unreadable_events_are_corrupt,

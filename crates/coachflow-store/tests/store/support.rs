@@ -60,6 +60,31 @@ pub fn people(client: &str, coach: &str) -> BTreeMap<String, Vec<String>> {
     ])
 }
 
+pub fn record_goal(goal: &str) -> Action {
+    Action::RecordGoal {
+        goal: goal.to_owned(),
+        title: "Delegate the weekly operations review".to_owned(),
+        measure: None,
+        target: None,
+        due: None,
+    }
+}
+
+/// Starts `count` engagements `eng-0`, `eng-1`, ... of `model`; returns their ids and
+/// states.
+pub async fn start_many(store: &Store, model: &Model, count: usize) -> (Vec<String>, Vec<EngagementState>) {
+    let ids: Vec<String> = (0..count).map(|n| format!("eng-{n}")).collect();
+    let mut states = Vec::new();
+    for id in &ids {
+        states.push(
+            start(store, model, "acme", id, people("client-1", "coach-1"), t0())
+                .await
+                .state,
+        );
+    }
+    (ids, states)
+}
+
 pub fn start_action(people: BTreeMap<String, Vec<String>>) -> Action {
     Action::Start {
         model_version: 1,
