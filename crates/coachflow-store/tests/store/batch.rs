@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use tokio::task::JoinHandle;
 
 use crate::support::{
-    TestDb, act, commit_decision, days, decide_on, four_stage, idempotency_key, outbox_for, people, record_goal,
+    TestDb, days, decide_on, four_stage, idempotency_key, outbox_for, people, record_goal, stale_and_taken,
     start_action, start_many, t0,
 };
 
@@ -109,24 +109,8 @@ pub async fn a_batch_commits_what_it_can(db: TestDb) {
     let store = &db.store;
     let model = four_stage();
     let (ids, states) = start_many(store, model, 8).await;
-    // eng-0 moves on before the batch: a decision on its old state is stale.
-    act(store, model, "acme", "eng-0", record_goal("moved-on"), t0() + days(1))
-        .await
-        .unwrap();
-    // The request id "taken" is stored with a commit of eng-1 already.
-    let first = decide_on(model, &states[1], record_goal("first"), t0() + days(1));
+    stale_and_taken(store, model, &states).await;
     let key = || Some(idempotency_key("acme", "taken", t0() + days(1)));
-    commit_decision(
-        store,
-        "acme",
-        "eng-1",
-        states[1].sequence,
-        &first,
-        key(),
-        t0() + days(1),
-    )
-    .await
-    .unwrap();
     let eng_1_before = store.load_engagement("acme", "eng-1").await.unwrap().unwrap().state;
 
     let hold = store.hold_batch_commits().await;

@@ -6,7 +6,7 @@ use sea_orm::{ConnectionTrait, EntityTrait};
 
 use crate::support::{
     TestDb, act, advance, commit_decision, complete, days, decide_on, four_stage, idempotency_key, outbox_for, people,
-    record_goal, start, start_many, t0, timers_after,
+    record_goal, stale_and_taken, start, start_many, t0, timers_after,
 };
 
 async fn timer_rows(db: &TestDb) -> std::collections::BTreeMap<String, chrono::DateTime<chrono::Utc>> {
@@ -454,31 +454,14 @@ pub async fn history_pages_oldest_first(db: TestDb) {
     assert!(store.history("acme", "eng-9", 0, 10).await.unwrap().is_empty());
 }
 
-/// Commits of many engagements at once (on SQLite they share write transactions, each in a
-/// savepoint): one whose guard fails and one whose request id was used are refused on their
+/// Commits of many engagements at once (they share batch transactions as they come): one
+/// whose guard fails and one whose request id was used are refused on their
 /// own, with nothing of theirs written, and every other is committed whole.
 pub async fn commits_together_fail_alone(db: TestDb) {
     let store = &db.store;
     let model = four_stage();
     let (ids, states) = start_many(store, model, 12).await;
-    // eng-0 moves on before the batch: a decision on its old state is stale.
-    act(store, model, "acme", "eng-0", record_goal("moved-on"), t0() + days(1))
-        .await
-        .unwrap();
-    // The request id "taken" is stored with a commit of eng-1 already.
-    let first = decide_on(model, &states[1], record_goal("first"), t0() + days(1));
-    let key = || Some(idempotency_key("acme", "taken", t0() + days(1)));
-    commit_decision(
-        store,
-        "acme",
-        "eng-1",
-        states[1].sequence,
-        &first,
-        key(),
-        t0() + days(1),
-    )
-    .await
-    .unwrap();
+    stale_and_taken(store, model, &states).await;
     let mut states_before = Vec::new();
     for id in &ids[..2] {
         states_before.push(store.load_engagement("acme", id).await.unwrap().unwrap().state);

@@ -85,6 +85,19 @@ pub async fn start_many(store: &Store, model: &Model, count: usize) -> (Vec<Stri
     (ids, states)
 }
 
+/// Sets up two refusals for a later batch: eng-0 moves on (a decision on `states[0]` is
+/// stale), and the request id "taken" is stored with a commit of eng-1.
+pub async fn stale_and_taken(store: &Store, model: &Model, states: &[EngagementState]) {
+    act(store, model, "acme", "eng-0", record_goal("moved-on"), t0() + days(1))
+        .await
+        .unwrap();
+    let first = decide_on(model, &states[1], record_goal("first"), t0() + days(1));
+    let key = Some(idempotency_key("acme", "taken", t0() + days(1)));
+    commit_decision(store, "acme", "eng-1", states[1].sequence, &first, key, t0() + days(1))
+        .await
+        .unwrap();
+}
+
 pub fn start_action(people: BTreeMap<String, Vec<String>>) -> Action {
     Action::Start {
         model_version: 1,
