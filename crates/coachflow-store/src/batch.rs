@@ -32,10 +32,10 @@ use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex as SyncMutex, PoisonError};
 use std::time::Instant;
 
-use sea_orm::sea_query::{Expr, ExprTrait as _, InsertStatement, OnConflict, Query, ValueTuple};
+use sea_orm::sea_query::{InsertStatement, OnConflict, Query};
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryTrait, Statement, Value,
+    ActiveModelTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IdenStatic, IntoActiveModel,
+    QueryFilter, QueryTrait, Statement, Value,
 };
 use tokio::sync::{Semaphore, oneshot};
 
@@ -45,7 +45,7 @@ use crate::entity::{
 };
 use crate::error::unique_violation_as;
 use crate::idempotency::{NewIdempotencyKey, idempotency_row};
-use crate::{Backend, Store, StoreError, metrics as names};
+use crate::{Backend, Store, StoreError, keys, metrics as names};
 
 /// Batch transactions in flight at once on PostgreSQL: one can write while another waits
 /// for its WAL flush. (SQLite has one writer.)
@@ -264,17 +264,13 @@ async fn write_members(
         .collect();
     if !refused.is_empty() {
         idempotency_key::Entity::delete_many()
-            .filter(
-                Expr::tuple([
-                    Expr::col(idempotency_key::Column::Tenant),
-                    Expr::col(idempotency_key::Column::RequestId),
-                ])
-                .in_tuples(
-                    refused
-                        .iter()
-                        .map(|key| ValueTuple::Two(key.tenant.clone().into(), key.request_id.clone().into())),
-                ),
-            )
+            .filter(keys::in_values(
+                transaction.get_database_backend(),
+                "tenant, request_id",
+                refused
+                    .iter()
+                    .map(|key| [key.tenant.clone().into(), key.request_id.clone().into()]),
+            ))
             .exec(transaction)
             .await?;
     }
@@ -597,7 +593,7 @@ async fn write_rows(transaction: &DatabaseTransaction, members: &[&Prepared]) ->
             .into_query()
     })
     .await?;
-    let cancelled: Vec<ValueTuple> = members
+    let cancelled: Vec<[Value; 3]> = members
         .iter()
         .flat_map(|member| {
             let (tenant, engagement) = member.engagement();
@@ -605,19 +601,16 @@ async fn write_rows(transaction: &DatabaseTransaction, members: &[&Prepared]) ->
                 .rows
                 .cancelled_timers
                 .iter()
-                .map(move |timer_id| ValueTuple::Three(tenant.into(), engagement.into(), timer_id.clone().into()))
+                .map(move |timer_id| [tenant.into(), engagement.into(), timer_id.clone().into()])
         })
         .collect();
     for chunk in cancelled.chunks(ROWS_PER_INSERT) {
         timer::Entity::delete_many()
-            .filter(
-                Expr::tuple([
-                    Expr::col(timer::Column::Tenant),
-                    Expr::col(timer::Column::Engagement),
-                    Expr::col(timer::Column::TimerId),
-                ])
-                .in_tuples(chunk.iter().cloned()),
-            )
+            .filter(keys::in_values(
+                transaction.get_database_backend(),
+                "tenant, engagement, timer_id",
+                chunk.iter().cloned(),
+            ))
             .exec(transaction)
             .await?;
     }
@@ -644,17 +637,21 @@ where
     E::Model: IntoActiveModel<A> + Clone,
     A: ActiveModelTrait<Entity = E> + Clone,
 {
-    let replaced: Vec<ValueTuple> = members
+    let replaced: Vec<[Value; 2]> = members
         .iter()
         .filter(|member| !member.creating() && rows_of(&member.rows).is_some())
         .map(|member| {
             let (tenant, engagement) = member.engagement();
-            ValueTuple::Two(tenant.into(), engagement.into())
+            [tenant.into(), engagement.into()]
         })
         .collect();
     if !replaced.is_empty() {
         E::delete_many()
-            .filter(Expr::tuple([Expr::col(tenant), Expr::col(engagement)]).in_tuples(replaced))
+            .filter(keys::in_values(
+                transaction.get_database_backend(),
+                &format!("{}, {}", tenant.as_str(), engagement.as_str()),
+                replaced,
+            ))
             .exec(transaction)
             .await?;
     }

@@ -36,6 +36,11 @@ impl Store {
             .limit(crate::convert::limit(limit))
             .all(&self.db)
             .await?;
-        self.open_events(tenant, engagement, &rows).await
+        let live = if rows.iter().any(crate::sealing::is_sealed) {
+            self.live_generation(tenant, engagement).await?
+        } else {
+            None
+        };
+        self.open_events(tenant, engagement, &rows, live).await
     }
 }

@@ -17,6 +17,7 @@ mod erasure;
 mod error;
 mod history;
 mod idempotency;
+mod keys;
 pub mod metrics;
 mod models;
 mod operations;

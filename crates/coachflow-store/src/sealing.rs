@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use coachflow_engine::{Event, EventKind};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, Func, OnConflict};
 use sea_orm::{ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
@@ -38,6 +38,11 @@ const CACHED_KEYS: usize = 16_384;
 const SEALED_SNAPSHOT: &str = "sealed:";
 /// The payload field that holds an event's sealed content.
 const SEALED_FIELD: &str = "sealed";
+
+/// Whether a stored event's payload holds sealed content.
+pub(crate) fn is_sealed(row: &crate::entity::event::Model) -> bool {
+    row.payload.contains(SEALED_FIELD)
+}
 
 /// Where the key-encryption keys come from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -338,11 +343,8 @@ impl Store {
                 seal(&current.key, &aad, &bytes)?
             };
             let updated = content_key::Entity::update_many()
-                .col_expr(
-                    content_key::Column::Kek,
-                    sea_orm::sea_query::Expr::value(current.id.clone()),
-                )
-                .col_expr(content_key::Column::Wrapped, sea_orm::sea_query::Expr::value(key))
+                .col_expr(content_key::Column::Kek, Expr::value(current.id.clone()))
+                .col_expr(content_key::Column::Wrapped, Expr::value(key))
                 .filter(content_key::Column::Tenant.eq(&row.tenant))
                 .filter(content_key::Column::Engagement.eq(&row.engagement))
                 .filter(content_key::Column::Generation.eq(row.generation))
@@ -377,15 +379,59 @@ impl Store {
             .await?)
     }
 
+    /// The live generation ([`Store::live_generation`]) of each of `engagements`, read with
+    /// their data keys in one query per [`ROWS_PER_INSERT`] engagements; the keys are kept,
+    /// so opening the engagements' content reads nothing more. An engagement without keys
+    /// maps to `None`.
+    pub(crate) async fn prefetch_keys(
+        &self,
+        engagements: &[(String, String)],
+    ) -> Result<HashMap<(String, String), Option<u32>>, StoreError> {
+        let mut live: HashMap<(String, String), Option<u32>> = engagements
+            .iter()
+            .map(|engagement| (engagement.clone(), None))
+            .collect();
+        for chunk in engagements.chunks(crate::commit::ROWS_PER_INSERT) {
+            let rows = content_key::Entity::find()
+                .filter(crate::keys::in_values(
+                    self.db_backend(),
+                    "tenant, engagement",
+                    chunk
+                        .iter()
+                        .map(|(tenant, engagement)| [tenant.clone().into(), engagement.clone().into()]),
+                ))
+                .all(&self.db)
+                .await?;
+            for row in rows {
+                let generation = u32::try_from(row.generation)
+                    .map_err(|_| StoreError::Corrupt(format!("data key generation {}", row.generation)))?;
+                let id = (row.tenant.clone(), row.engagement.clone(), generation);
+                if self.vault.cached(&id).is_none() {
+                    let key = match (&row.kek, &row.wrapped) {
+                        (Some(kek), Some(wrapped)) => Some(Arc::new(
+                            self.unwrap_key(&row.tenant, &row.engagement, generation, kek, wrapped)
+                                .await?,
+                        )),
+                        _ => None,
+                    };
+                    self.vault.remember(id, key);
+                }
+                if row.destroyed_at.is_none() {
+                    let oldest = live.entry((row.tenant, row.engagement)).or_default();
+                    *oldest = Some(oldest.map_or(generation, |oldest: u32| Ord::min(oldest, generation)));
+                }
+            }
+        }
+        Ok(live)
+    }
+
     /// The oldest generation of the engagement's data keys not destroyed: what was sealed
     /// under an older one is erased, whatever keys this replica still keeps in memory (an
     /// erasure on another replica does not reach them). `None`: no key is live.
-    async fn live_generation(&self, tenant: &str, engagement: &str) -> Result<Option<u32>, StoreError> {
+    pub(crate) async fn live_generation(&self, tenant: &str, engagement: &str) -> Result<Option<u32>, StoreError> {
         let generation: Option<Option<i32>> = content_key::Entity::find()
             .select_only()
-            .expr(sea_orm::sea_query::Func::min(sea_orm::sea_query::Expr::col(
-                content_key::Column::Generation,
-            )))
+            .expr(Func::min(Expr::col(content_key::Column::Generation)))
             .filter(content_key::Column::Tenant.eq(tenant))
             .filter(content_key::Column::Engagement.eq(engagement))
             .filter(content_key::Column::DestroyedAt.is_null())
@@ -404,12 +450,8 @@ impl Store {
         tenant: &str,
         engagement: &str,
         rows: &[crate::entity::event::Model],
+        live: Option<u32>,
     ) -> Result<Vec<(Event, bool)>, StoreError> {
-        let live = if rows.iter().any(|row| row.payload.contains(SEALED_FIELD)) {
-            self.live_generation(tenant, engagement).await?
-        } else {
-            None
-        };
         let mut keys: HashMap<u32, Option<Arc<LessSafeKey>>> = HashMap::new();
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
@@ -465,6 +507,7 @@ impl Store {
         engagement: &str,
         sequence: i64,
         text: String,
+        live: Option<u32>,
     ) -> Result<Option<String>, StoreError> {
         let Some(sealed) = text.strip_prefix(SEALED_SNAPSHOT) else {
             return Ok(Some(text));
@@ -475,11 +518,7 @@ impl Store {
             ))
         };
         let (generation, ciphertext) = split_sealed(sealed).ok_or_else(|| corrupt("malformed"))?;
-        if self
-            .live_generation(tenant, engagement)
-            .await?
-            .is_none_or(|live| generation < live)
-        {
+        if live.is_none_or(|live| generation < live) {
             return Ok(None);
         }
         let Some(key) = self.data_key(tenant, engagement, generation).await? else {
@@ -501,18 +540,9 @@ pub(crate) async fn destroy_keys_before(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     content_key::Entity::update_many()
-        .col_expr(
-            content_key::Column::Kek,
-            sea_orm::sea_query::Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            content_key::Column::Wrapped,
-            sea_orm::sea_query::Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            content_key::Column::DestroyedAt,
-            sea_orm::sea_query::Expr::value(Some(now)),
-        )
+        .col_expr(content_key::Column::Kek, Expr::value(Option::<String>::None))
+        .col_expr(content_key::Column::Wrapped, Expr::value(Option::<String>::None))
+        .col_expr(content_key::Column::DestroyedAt, Expr::value(Some(now)))
         .filter(content_key::Column::Tenant.eq(tenant))
         .filter(content_key::Column::Engagement.eq(engagement))
         .filter(content_key::Column::Generation.lt(to_i32(generation)))

@@ -43,6 +43,11 @@ impl StateCache {
         }
     }
 
+    /// Whether it keeps anything (its capacity is not 0).
+    pub fn enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
     pub fn get(&self, tenant: &str, id: &str) -> Option<CachedState> {
         if self.capacity == 0 {
             return None;

@@ -181,6 +181,43 @@ impl Core {
         Ok(Some(loaded))
     }
 
+    /// Reads the states of those of `engagements` this replica does not keep, together, and
+    /// keeps them: a batch of commands on them (the timer runner's) then decides each without
+    /// a read of its own. Nothing when this replica keeps no states.
+    pub async fn preload(&self, engagements: &[EngagementName]) -> Result<(), AppError> {
+        if !self.states.enabled() {
+            return Ok(());
+        }
+        let mut missing: Vec<(String, String)> = engagements
+            .iter()
+            .filter(|name| self.states.get(&name.tenant, &name.id).is_none())
+            .map(|name| (name.tenant.clone(), name.id.clone()))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        for LoadedEngagement {
+            tenant,
+            id,
+            state,
+            created_at,
+        } in self.store.load_engagements(&missing).await?
+        {
+            // A commit meanwhile may have kept a later state: keep that one.
+            if self
+                .states
+                .get(&tenant, &id)
+                .is_none_or(|kept| kept.state.sequence < state.sequence)
+            {
+                let loaded = CachedState {
+                    state: Arc::new(state),
+                    created_at,
+                };
+                self.states.put(&tenant, &id, loaded);
+            }
+        }
+        Ok(())
+    }
+
     /// The current state for a read: a kept one only if the stored sequence is still its
     /// own (one indexed read instead of the snapshot and the events after it).
     async fn current(&self, name: &EngagementName) -> Result<Option<CachedState>, AppError> {

@@ -428,7 +428,7 @@ impl Default for TimersConfig {
             poll_interval: "1s".to_owned(),
             fallback_schedule: "*/10 * * * * *".to_owned(),
             batch_size: 200,
-            concurrency: 16,
+            concurrency: 200,
             lease: "30s".to_owned(),
         }
     }

@@ -19,6 +19,15 @@ async fn timer_rows(db: &TestDb) -> std::collections::BTreeMap<String, chrono::D
         .collect()
 }
 
+/// A second store on the test's database that writes a snapshot every 3 events.
+async fn snapshotting_every_3(db: &TestDb) -> coachflow_store::Store {
+    db.connect(StoreOptions {
+        snapshot_every: 3,
+        ..StoreOptions::default()
+    })
+    .await
+}
+
 pub async fn a_started_engagement_loads_as_decided(db: TestDb) {
     let store = &db.store;
     let decision = start(
@@ -79,12 +88,7 @@ pub async fn a_started_engagement_loads_as_decided(db: TestDb) {
 }
 
 pub async fn commands_replay_from_snapshot_and_tail(db: TestDb) {
-    let store = db
-        .connect(StoreOptions {
-            snapshot_every: 3,
-            ..StoreOptions::default()
-        })
-        .await;
+    let store = snapshotting_every_3(&db).await;
     let model = four_stage();
     let mut last = start(&store, model, "acme", "eng-1", people("client-1", "coach-1"), t0()).await;
     let mut snapshot_sequences = Vec::new();
@@ -143,6 +147,58 @@ pub async fn commands_replay_from_snapshot_and_tail(db: TestDb) {
         "snapshots were rewritten: {snapshot_sequences:?}"
     );
     assert!(snapshot_sequences.windows(2).all(|pair| pair[0] < pair[1]));
+}
+
+pub async fn engagements_load_together_as_each_loads_alone(db: TestDb) {
+    let store = snapshotting_every_3(&db).await;
+    let model = four_stage();
+    // A snapshot with events after it, a start alone, the same id in another tenant.
+    start(&store, model, "acme", "eng-1", people("client-1", "coach-1"), t0()).await;
+    act(
+        &store,
+        model,
+        "acme",
+        "eng-1",
+        complete("kickoff-meeting"),
+        t0() + days(1),
+    )
+    .await
+    .unwrap();
+    act(&store, model, "acme", "eng-1", record_goal("goal-1"), t0() + days(2))
+        .await
+        .unwrap();
+    start(&store, model, "acme", "eng-2", people("client-2", "coach-1"), t0()).await;
+    start(&store, model, "globex", "eng-1", people("client-3", "coach-2"), t0()).await;
+    let snapshot = snapshot::Entity::find_by_id(("acme".to_owned(), "eng-1".to_owned()))
+        .one(store.connection())
+        .await
+        .unwrap()
+        .expect("eng-1 has a snapshot");
+    let alone = store.load_engagement("acme", "eng-1").await.unwrap().unwrap();
+    assert!((snapshot.sequence as u64) < alone.state.sequence, "eng-1 loads a tail");
+
+    let wanted = [
+        ("acme", "eng-1"),
+        ("acme", "missing"),
+        ("globex", "eng-1"),
+        ("acme", "eng-2"),
+    ];
+    let names: Vec<(String, String)> = wanted
+        .iter()
+        .map(|(tenant, id)| ((*tenant).to_owned(), (*id).to_owned()))
+        .collect();
+    let mut together = store.load_engagements(&names).await.unwrap();
+    together.sort_by(|a, b| (&a.tenant, &a.id).cmp(&(&b.tenant, &b.id)));
+    let mut each = Vec::new();
+    for (tenant, id) in wanted {
+        if let Some(loaded) = store.load_engagement(tenant, id).await.unwrap() {
+            each.push(loaded);
+        }
+    }
+    each.sort_by(|a, b| (&a.tenant, &a.id).cmp(&(&b.tenant, &b.id)));
+    assert_eq!(each.len(), 3, "the missing engagement is left out");
+    assert_eq!(together, each);
+    assert!(store.load_engagements(&[]).await.unwrap().is_empty());
 }
 
 pub async fn a_stale_sequence_conflicts_and_writes_nothing(db: TestDb) {

@@ -50,6 +50,7 @@ suite! {
     models::a_chosen_version_must_be_the_next,
     engagements::a_started_engagement_loads_as_decided,
     engagements::commands_replay_from_snapshot_and_tail,
+    engagements::engagements_load_together_as_each_loads_alone,
     engagements::a_stale_sequence_conflicts_and_writes_nothing,
     engagements::a_taken_engagement_id_already_exists,
     engagements::concurrent_commits_on_one_sequence_have_one_winner,
