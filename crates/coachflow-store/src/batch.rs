@@ -86,6 +86,8 @@ struct Member {
 pub(crate) struct BatchCommit {
     open: SyncMutex<Open>,
     slots: Arc<Semaphore>,
+    /// The slots' number (what holding every slot takes).
+    #[cfg(feature = "testing")]
     writers: usize,
 }
 
@@ -105,6 +107,7 @@ impl BatchCommit {
         BatchCommit {
             open: SyncMutex::default(),
             slots: Arc::new(Semaphore::new(writers)),
+            #[cfg(feature = "testing")]
             writers,
         }
     }
