@@ -761,9 +761,12 @@ def check_dockerfile(chart_values: dict[str, Any], schema: dict[str, Any]) -> di
         excluded = dockerignore_matcher(patterns)
         needed = ["Cargo.toml", "Cargo.lock", "proto/coachflow/v1/models.proto"]
         needed += [f"{member}/Cargo.toml" for member in cargo["workspace"]["members"]]
+        # Patched crates (vendor/): the build reads them as it reads the members.
+        needed += [f"{spec['path']}/Cargo.toml" for registry in cargo.get("patch", {}).values()
+                   for spec in registry.values() if isinstance(spec, dict) and "path" in spec]
         needed += [str(p.relative_to(ROOT)) for p in SERVER_CRATE.rglob("*.rs") if "target" not in p.parts][:50]
         missing = [p for p in needed if excluded(p)]
-        check(not missing, "the build context keeps the manifests, the lock file, every workspace member and the protos", str(missing))
+        check(not missing, "the build context keeps the manifests, the lock file, every workspace member, the patched crates and the protos", str(missing))
         left_out = ["target/release/coachflow", ".git/HEAD", "tools/asyncapi/node_modules/x/package.json",
                     "helm/coachflow/values.yaml", "coachflow.db", "crates/coachflow-server/target/x"]
         kept = [p for p in left_out if not excluded(p)]
