@@ -416,23 +416,9 @@ async fn guard_projections(
     let mut updated = HashSet::new();
     for chunk in updating.chunks(GUARDS_PER_UPDATE) {
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * GUARD_COLUMNS.len());
-        let mut tuples = Vec::with_capacity(chunk.len());
         for &index in chunk {
             let member = members[index];
             let row = &member.rows.projection;
-            let placeholders: Vec<String> = GUARD_COLUMNS
-                .iter()
-                .enumerate()
-                .map(|(column, (_, kind))| {
-                    let number = values.len() + column + 1;
-                    match backend {
-                        // Typed, since nothing else in `VALUES` says what a NULL is.
-                        Backend::Postgres => format!("${number}::{kind}"),
-                        Backend::Sqlite => format!("${number}"),
-                    }
-                })
-                .collect();
-            tuples.push(format!("({})", placeholders.join(", ")));
             values.extend([
                 row.tenant.clone().into(),
                 row.id.clone().into(),
@@ -453,6 +439,14 @@ async fn guard_projections(
             ]);
         }
         let columns: Vec<&str> = GUARD_COLUMNS.iter().map(|(name, _)| *name).collect();
+        let tuples = keys::rows_of(GUARD_COLUMNS.len(), chunk.len(), |index| {
+            let kind = GUARD_COLUMNS[index % GUARD_COLUMNS.len()].1;
+            match backend {
+                // Typed, since nothing else in `VALUES` says what a NULL is.
+                Backend::Postgres => format!("${}::{kind}", index + 1),
+                Backend::Sqlite => format!("${}", index + 1),
+            }
+        });
         // SQLite's RETURNING names the updated table's columns only, unqualified.
         let returning = match backend {
             Backend::Postgres => "e.tenant, e.id",
@@ -468,7 +462,7 @@ async fn guard_projections(
              FROM v WHERE e.tenant = v.tenant AND e.id = v.id AND e.sequence = v.expected \
              RETURNING {returning}",
             columns.join(", "),
-            tuples.join(", "),
+            tuples,
         );
         let rows = transaction
             .query_all_raw(Statement::from_sql_and_values(

@@ -168,9 +168,9 @@ impl Store {
                 .collect();
             let live = self.prefetch_keys(&names).await?;
             let mut starts = Vec::with_capacity(heads.len());
-            for head in heads {
+            for mut head in heads {
                 let live = live.get(&(head.tenant.clone(), head.id.clone())).copied().flatten();
-                let state = self.snapshot_state(&head, until, live).await?;
+                let state = self.snapshot_state(&mut head, until, live).await?;
                 starts.push((head, live, state));
             }
             let mut rows = self.events_after(&starts, until).await?;
@@ -233,18 +233,19 @@ impl Store {
             .map_err(StoreError::from)
     }
 
-    /// The state the engagement's snapshot holds, or the empty state when it has no snapshot
-    /// usable up to `until` (a snapshot sealed under a destroyed key is not usable: the log
-    /// replays from the start).
+    /// The state the engagement's snapshot holds (its text is taken from `head`), or the
+    /// empty state when it has no snapshot usable up to `until` (a snapshot sealed under a
+    /// destroyed key is not usable: the log replays from the start).
     async fn snapshot_state(
         &self,
-        head: &Head,
+        head: &mut Head,
         until: Option<u64>,
         live: Option<u32>,
     ) -> Result<EngagementState, StoreError> {
-        let Head { tenant, id, .. } = head;
+        let text = head.snapshot_state.take();
+        let Head { tenant, id, .. } = &*head;
         let usable = |sequence: i64| until.is_none_or(|until| u64::try_from(sequence).is_ok_and(|at| at <= until));
-        let (Some(sequence), Some(text)) = (head.snapshot_sequence, head.snapshot_state.clone()) else {
+        let (Some(sequence), Some(text)) = (head.snapshot_sequence, text) else {
             return Ok(EngagementState::default());
         };
         if !usable(sequence) {

@@ -13,7 +13,7 @@ pub(crate) fn placeholders(width: usize, count: usize, first: usize) -> String {
 }
 
 /// `count` rows of `width` marks each, `mark(i)` the `i`-th: `(m0, m1), (m2, m3)`.
-fn rows_of(width: usize, count: usize, mark: impl Fn(usize) -> String) -> String {
+pub(crate) fn rows_of(width: usize, count: usize, mark: impl Fn(usize) -> String) -> String {
     let rows: Vec<String> = (0..count)
         .map(|row| {
             let marks: Vec<String> = (0..width).map(|column| mark(row * width + column)).collect();
@@ -37,7 +37,7 @@ pub(crate) fn in_values<const N: usize>(
     }
     // sea-query fills in its own backend's marks: numbered on PostgreSQL, `?` on SQLite.
     let marks = match backend {
-        DbBackend::Postgres => rows_of(N, values.len() / N, |index| format!("${}", index + 1)),
+        DbBackend::Postgres => placeholders(N, values.len() / N, 1),
         _ => rows_of(N, values.len() / N, |_| "?".to_owned()),
     };
     Expr::cust_with_values(format!("({columns}) IN (VALUES {marks})"), values)
