@@ -17,8 +17,11 @@
 //!   Then, for the members left, one statement per table: data keys, events, people and
 //!   open tasks (deleted and inserted), snapshots, timers (upserted and deleted), outbox;
 //!   an erasure's own steps (destroying older keys, rewriting the outbox) go in between.
-//! - An engagement is written once per batch: a second commit to it goes on to a batch
-//!   that starts after this one ended, so its guard sees what the first one committed.
+//!   On PostgreSQL all of this is one statement ([`crate::batch_statement`]) unless the
+//!   batch erases something.
+//! - An engagement is written once per batch, and a request id stored once: a second
+//!   commit to it goes on to a batch that starts after this one ended, so its guard sees
+//!   what the first one committed (and a repeated request id is found taken).
 //! - Every member is answered after the commit, a refusal too: it may stem from another
 //!   member's rows (the twin of a request), which its caller reads back. A member is
 //!   acknowledged only once the commit that holds it succeeded. If the batch fails as a
@@ -45,7 +48,7 @@ use crate::entity::{
 };
 use crate::error::unique_violation_as;
 use crate::idempotency::{NewIdempotencyKey, idempotency_row};
-use crate::{Backend, Store, StoreError, keys, metrics as names};
+use crate::{Backend, Store, StoreError, batch_statement, keys, metrics as names};
 
 /// Batch transactions in flight at once on PostgreSQL: one can write while another waits
 /// for its WAL flush. (SQLite has one writer.)
@@ -67,11 +70,11 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    fn creating(&self) -> bool {
+    pub(crate) fn creating(&self) -> bool {
         self.expected_sequence == 0
     }
 
-    fn engagement(&self) -> (&str, &str) {
+    pub(crate) fn engagement(&self) -> (&str, &str) {
         (&self.rows.projection.tenant, &self.rows.projection.id)
     }
 }
@@ -188,11 +191,23 @@ async fn lead(store: Store) {
         return;
     };
     let taken = store.batch.take(&store);
-    // One commit per engagement and batch; the others go on to the next batch.
+    // One commit per engagement and per request id in a batch; the others go on to the
+    // next batch, which sees what this one stored.
     let mut engagements = HashSet::new();
+    let mut request_ids = HashSet::new();
     let (members, later): (Vec<Member>, Vec<Member>) = taken.into_iter().partition(|member| {
         let (tenant, engagement) = member.prepared.engagement();
-        engagements.insert((tenant.to_owned(), engagement.to_owned()))
+        let request = member
+            .prepared
+            .idempotency
+            .as_ref()
+            .map(|key| (key.tenant.clone(), key.request_id.clone()));
+        let first = request.as_ref().is_none_or(|request| !request_ids.contains(request))
+            && engagements.insert((tenant.to_owned(), engagement.to_owned()));
+        if first {
+            request_ids.extend(request);
+        }
+        first
     });
     if members.is_empty() {
         return;
@@ -234,7 +249,13 @@ async fn lead(store: Store) {
 async fn write_batch(store: &Store, members: &[&Prepared]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let began = Instant::now();
     let (transaction, _turn) = store.begin_write().await?;
-    match write_members(&transaction, store.backend, members).await {
+    let written = match store.backend {
+        Backend::Postgres if batch_statement::applies(members) => {
+            batch_statement::write_members(&transaction, members).await
+        }
+        _ => write_members(&transaction, store.backend, members).await,
+    };
+    match written {
         Ok(outcomes) => {
             transaction.commit().await?;
             metrics::counter!(names::COMMIT_TRANSACTIONS).increment(1);

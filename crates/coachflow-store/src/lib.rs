@@ -8,6 +8,7 @@
 
 mod audit;
 mod batch;
+mod batch_statement;
 mod commit;
 mod connect;
 mod convert;
@@ -22,6 +23,7 @@ pub mod metrics;
 mod models;
 mod operations;
 mod outbox;
+mod recordset;
 mod sealing;
 mod tasks;
 #[cfg(feature = "testing")]

@@ -214,6 +214,42 @@ pub async fn a_batch_commits_what_it_can(db: TestDb) {
     }
 }
 
+pub async fn a_request_id_twice_in_one_batch_is_stored_once(db: TestDb) {
+    let store = &db.store;
+    let model = four_stage();
+    let (ids, states) = start_many(store, model, 3).await;
+    let hold = store.hold_batch_commits().await;
+    let mut queue = Queue {
+        store,
+        commits: Vec::new(),
+    };
+    // A client that sent one request id with two engagements' commands.
+    for (index, id) in ids.iter().enumerate().take(2) {
+        let decision = decide_on(model, &states[index], record_goal("once"), t0() + days(2));
+        let key = Some(idempotency_key("acme", "shared", t0() + days(2)));
+        queue.push(id, states[index].sequence, decision, key).await;
+    }
+    let decision = decide_on(model, &states[2], record_goal("alone"), t0() + days(2));
+    queue.push(&ids[2], states[2].sequence, decision, None).await;
+    drop(hold);
+    let outcomes = queue.outcomes().await;
+
+    assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+    assert!(
+        matches!(outcomes[1], Err(StoreError::DuplicateRequest)),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(outcomes[2].is_ok(), "{:?}", outcomes[2]);
+    assert_eq!(goals(store, &ids[0]).await, ["once"]);
+    assert!(
+        goals(store, &ids[1]).await.is_empty(),
+        "the repeated request wrote nothing"
+    );
+    assert_eq!(goals(store, &ids[2]).await, ["alone"]);
+    assert!(store.find_idempotency_key("acme", "shared").await.unwrap().is_some());
+}
+
 pub async fn a_batch_that_fails_is_written_one_commit_at_a_time(db: TestDb) {
     let store = &db.store;
     let model = four_stage();

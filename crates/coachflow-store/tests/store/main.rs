@@ -57,6 +57,7 @@ suite! {
     engagements::commits_together_fail_alone,
     batch::a_batch_commits_what_it_can,
     batch::a_batch_that_fails_is_written_one_commit_at_a_time,
+    batch::a_request_id_twice_in_one_batch_is_stored_once,
     engagements::a_failing_step_rolls_back_the_whole_commit,
     engagements::malformed_commits_are_refused,
     engagements::unreadable_events_are_corrupt,

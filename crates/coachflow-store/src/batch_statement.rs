@@ -1,0 +1,362 @@
+//! A batch on PostgreSQL as one statement: the request ids, the new projection rows, the
+//! guards and every table's rows travel as JSON recordsets (one parameter per table) in
+//! one `WITH … INSERT/UPDATE/DELETE` statement, whose text is the same for every batch.
+//! A batch then costs three round trips (`BEGIN`, the statement, `COMMIT`) where one
+//! statement per table cost a dozen, and PostgreSQL parses the statement once per
+//! connection.
+//!
+//! Inside the statement, what [`crate::batch`] does one statement at a time: a member is
+//! admitted if it has no request id or its id was stored now; an admitted member is written
+//! if its engagement was created now (no row of that id existed) or its guard held (the
+//! row was still at the sequence the member decided on). Every other table's rows are
+//! written only for the engagements written, so a refused member leaves nothing behind but
+//! its request id, which is deleted again before the commit. People and open tasks are
+//! replaced by deleting the rows a member no longer has and upserting the ones it has (a
+//! row is touched by one part of the statement only, as PostgreSQL requires).
+//!
+//! A batch that erases content or people goes the way of [`crate::batch`]: its erasure
+//! rewrites rows in between, in an order one statement cannot keep.
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, SqlErr, Statement, Value};
+use serde_json::{Map, Value as Json};
+
+use crate::batch::Prepared;
+use crate::entity::{
+    content_key, engagement, engagement_person, engagement_task, event, idempotency_key, outbox, snapshot, timer,
+};
+use crate::idempotency::idempotency_row;
+use crate::recordset::{self, Field};
+use crate::{StoreError, keys};
+
+/// Whether the members can be written by this one statement.
+pub(crate) fn applies(members: &[&Prepared]) -> bool {
+    members
+        .iter()
+        .all(|member| !member.rows.erasing && member.rows.erased_people.is_empty())
+}
+
+/// Writes `members` in `transaction` with one statement: each member's outcome.
+pub(crate) async fn write_members(
+    transaction: &DatabaseTransaction,
+    members: &[&Prepared],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql(), parameters(members));
+    let rows = transaction
+        .query_all_raw(statement)
+        .await
+        .map_err(|error| match error.sql_err() {
+            // The events written are of engagements whose guard held (or that were created
+            // now): a taken sequence can only come from a commit outside the guard.
+            Some(SqlErr::UniqueConstraintViolation(message)) if message.contains("events_pkey") => StoreError::Conflict,
+            _ => StoreError::Database(error),
+        })?;
+    let mut stored_keys = HashSet::new();
+    let mut written = HashSet::new();
+    for row in rows {
+        let kind: String = row.try_get_by_index(0)?;
+        let pair = (row.try_get_by_index::<String>(1)?, row.try_get_by_index::<String>(2)?);
+        if kind == "key" {
+            stored_keys.insert(pair);
+        } else {
+            written.insert(pair);
+        }
+    }
+    let mut refused_keys = Vec::new();
+    let outcomes = members
+        .iter()
+        .map(|member| {
+            let key = member
+                .idempotency
+                .as_ref()
+                .map(|key| (key.tenant.clone(), key.request_id.clone()));
+            if key.as_ref().is_some_and(|key| !stored_keys.contains(key)) {
+                return Err(StoreError::DuplicateRequest);
+            }
+            let (tenant, id) = member.engagement();
+            if written.contains(&(tenant.to_owned(), id.to_owned())) {
+                return Ok(());
+            }
+            refused_keys.extend(key);
+            Err(if member.creating() {
+                StoreError::AlreadyExists(format!("engagement {tenant}/{id}"))
+            } else {
+                StoreError::Conflict
+            })
+        })
+        .collect();
+    if !refused_keys.is_empty() {
+        idempotency_key::Entity::delete_many()
+            .filter(keys::in_values(
+                DbBackend::Postgres,
+                "tenant, request_id",
+                refused_keys
+                    .into_iter()
+                    .map(|(tenant, request_id)| [tenant.into(), request_id.into()]),
+            ))
+            .exec(transaction)
+            .await?;
+    }
+    Ok(outcomes)
+}
+
+/// The statement's parameters, in the order of [`sql`]'s `$n`.
+fn parameters(members: &[&Prepared]) -> Vec<Value> {
+    let mut request_ids = Vec::new();
+    let mut heads = Vec::with_capacity(members.len());
+    let mut content_keys = Vec::new();
+    let mut events = Vec::new();
+    let mut people_replaced = Vec::new();
+    let mut people = Vec::new();
+    let mut tasks_replaced = Vec::new();
+    let mut tasks = Vec::new();
+    let mut snapshots = Vec::new();
+    let mut scheduled = Vec::new();
+    let mut cancelled = Vec::new();
+    let mut outbox = Vec::new();
+    for member in members {
+        let rows = &member.rows;
+        let (tenant, id) = member.engagement();
+        if let Some(key) = &member.idempotency {
+            request_ids.push(recordset::record(&idempotency_row(key), &[]));
+        }
+        let mut head = recordset::record(&rows.projection, &[]);
+        head.insert(
+            "request_id".into(),
+            member
+                .idempotency
+                .as_ref()
+                .map_or(Json::Null, |key| key.request_id.clone().into()),
+        );
+        head.insert("expected".into(), member.expected_sequence.into());
+        head.insert("snapshot".into(), member.snapshot.is_some().into());
+        heads.push(head);
+        content_keys.extend(rows.key.new_row.iter().map(|row| recordset::record(row, &[])));
+        events.extend(rows.events.iter().map(|row| recordset::record(row, &[])));
+        if let Some(rows) = &rows.people {
+            people_replaced.push(engagement_record(tenant, id));
+            people.extend(rows.iter().map(|row| recordset::record(row, &[])));
+        }
+        if let Some(rows) = &rows.open_tasks {
+            tasks_replaced.push(engagement_record(tenant, id));
+            tasks.extend(rows.iter().map(|row| recordset::record(row, &[])));
+        }
+        snapshots.extend(member.snapshot.iter().map(|row| recordset::record(row, &[])));
+        scheduled.extend(rows.scheduled_timers.iter().map(|row| recordset::record(row, &[])));
+        cancelled.extend(rows.cancelled_timers.iter().map(|timer_id| {
+            let mut record = engagement_record(tenant, id);
+            record.insert("timer_id".into(), timer_id.clone().into());
+            record
+        }));
+        for row in &rows.outbox {
+            let mut record = recordset::active_record(row);
+            // Positions follow the members' order, each engagement's rows in sequence.
+            record.insert("ord".into(), outbox.len().into());
+            outbox.push(record);
+        }
+    }
+    [
+        request_ids,
+        heads,
+        content_keys,
+        events,
+        people_replaced,
+        people,
+        tasks_replaced,
+        tasks,
+        snapshots,
+        scheduled,
+        cancelled,
+        outbox,
+    ]
+    .into_iter()
+    .map(recordset::parameter)
+    .collect()
+}
+
+fn engagement_record(tenant: &str, engagement: &str) -> Map<String, Json> {
+    Map::from_iter([
+        ("tenant".to_owned(), Json::from(tenant)),
+        ("engagement".to_owned(), Json::from(engagement)),
+    ])
+}
+
+/// The statement, built once from the entities' columns.
+fn sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(build_sql)
+}
+
+/// Only for the engagements written (created now or guarded).
+fn written(alias: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM written AS w WHERE w.tenant = {alias}.tenant AND w.id = {alias}.engagement)")
+}
+
+/// `INSERT INTO table (…) SELECT … FROM json_to_recordset($n) AS r(…)` of written
+/// engagements' rows, then `tail` (a conflict clause, an order).
+fn insert(table: &str, fields: &[Field], parameter: usize, tail: &str) -> String {
+    format!(
+        "INSERT INTO {table} ({}) SELECT {} FROM json_to_recordset(${parameter}::json) AS r({}) WHERE {} {tail}",
+        recordset::names(fields),
+        recordset::selects(fields, "r"),
+        recordset::definition(fields),
+        written("r"),
+    )
+}
+
+/// Replaces a written engagement's rows of `table` by the recordset `rows` (a CTE): drops
+/// the rows of the engagements in parameter `replaced` that `rows` lacks (matched on the
+/// table's `key`), then upserts `rows` (`on_conflict`).
+fn replace(table: &str, fields: &[Field], rows: &str, replaced: usize, key: &[&str], on_conflict: &str) -> String {
+    let missing = key
+        .iter()
+        .map(|column| format!("n.{column} = o.{column}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    format!(
+        "dropped_{rows} AS (DELETE FROM {table} AS o USING json_to_recordset(${replaced}::json) AS r(tenant text, engagement text) \
+         WHERE o.tenant = r.tenant AND o.engagement = r.engagement AND {} \
+         AND NOT EXISTS (SELECT 1 FROM {rows} AS n WHERE {missing})), \
+         new_{rows} AS (INSERT INTO {table} ({}) SELECT {} FROM {rows} AS r WHERE {} ON CONFLICT ({}) {on_conflict})",
+        written("r"),
+        recordset::names(fields),
+        recordset::selects(fields, "r"),
+        written("r"),
+        key.join(", "),
+    )
+}
+
+/// `DO UPDATE SET` every column of `fields` outside `key` to the proposed row's.
+fn update_others(fields: &[Field], key: &[&str]) -> String {
+    let set = fields
+        .iter()
+        .filter(|field| !key.contains(&field.name.as_str()))
+        .map(|field| format!("{0} = EXCLUDED.{0}", field.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("DO UPDATE SET {set}")
+}
+
+fn build_sql() -> String {
+    let request_ids = recordset::fields::<idempotency_key::Entity>(&[]);
+    let projection = recordset::fields::<engagement::Entity>(&[]);
+    let mut heads = projection.clone();
+    heads.extend([
+        Field::new("request_id", "text"),
+        Field::new("expected", "bigint"),
+        Field::new("snapshot", "boolean"),
+    ]);
+    let created = projection
+        .iter()
+        .map(|field| match field.name.as_str() {
+            "snapshot_sequence" => "CASE WHEN h.snapshot THEN h.sequence ELSE h.snapshot_sequence END".to_owned(),
+            _ => field.select("h"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let guarded = projection
+        .iter()
+        .filter(|field| !["tenant", "id", "created_at"].contains(&field.name.as_str()))
+        .map(|field| match field.name.as_str() {
+            "snapshot_sequence" => {
+                "snapshot_sequence = CASE WHEN h.snapshot THEN h.sequence ELSE e.snapshot_sequence END".to_owned()
+            }
+            name => format!("{name} = h.{name}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let people = recordset::fields::<engagement_person::Entity>(&[]);
+    let people_key = ["tenant", "engagement", "role", "person"];
+    let tasks = recordset::fields::<engagement_task::Entity>(&[]);
+    let task_key = ["tenant", "engagement", "task_id"];
+    let snapshots = recordset::fields::<snapshot::Entity>(&[]);
+    let timers = recordset::fields::<timer::Entity>(&[]);
+    let timer_key = ["tenant", "engagement", "timer_id"];
+    let outbox = recordset::fields::<outbox::Entity>(&["position"]);
+    let mut outbox_records = outbox.clone();
+    outbox_records.push(Field::new("ord", "bigint"));
+    let snapshot_conflict = format!(
+        "ON CONFLICT (tenant, engagement) {}",
+        update_others(&snapshots, &["tenant", "engagement"])
+    );
+    let timer_conflict = format!(
+        "ON CONFLICT ({}) {}",
+        timer_key.join(", "),
+        update_others(&timers, &timer_key)
+    );
+    let outbox = format!(
+        "INSERT INTO outbox ({}) SELECT {} FROM json_to_recordset($12::json) AS r({}) WHERE {} ORDER BY r.ord",
+        recordset::names(&outbox),
+        recordset::selects(&outbox, "r"),
+        recordset::definition(&outbox_records),
+        written("r"),
+    );
+    format!(
+        "WITH stored_keys AS (INSERT INTO idempotency_keys ({key_names}) SELECT {key_selects} \
+         FROM json_to_recordset($1::json) AS r({key_definition}) \
+         ON CONFLICT (tenant, request_id) DO NOTHING RETURNING tenant, request_id), \
+         admitted AS (SELECT h.* FROM json_to_recordset($2::json) AS h({head_definition}) \
+         WHERE h.request_id IS NULL \
+         OR EXISTS (SELECT 1 FROM stored_keys AS k WHERE k.tenant = h.tenant AND k.request_id = h.request_id)), \
+         created AS (INSERT INTO engagements ({projection_names}) SELECT {created} FROM admitted AS h \
+         WHERE h.expected = 0 ON CONFLICT (tenant, id) DO NOTHING RETURNING tenant, id), \
+         guarded AS (UPDATE engagements AS e SET {guarded} FROM admitted AS h \
+         WHERE h.expected <> 0 AND e.tenant = h.tenant AND e.id = h.id AND e.sequence = h.expected \
+         RETURNING e.tenant, e.id), \
+         written AS (SELECT tenant, id FROM created UNION ALL SELECT tenant, id FROM guarded), \
+         new_content_keys AS ({content_keys}), \
+         new_events AS ({events}), \
+         people AS (SELECT * FROM json_to_recordset($6::json) AS r({people_definition})), \
+         {replace_people}, \
+         tasks AS (SELECT * FROM json_to_recordset($8::json) AS r({task_definition})), \
+         {replace_tasks}, \
+         new_snapshots AS ({snapshots}), \
+         scheduled_timers AS ({scheduled}), \
+         cancelled_timers AS (DELETE FROM timers AS t USING json_to_recordset($11::json) \
+         AS r(tenant text, engagement text, timer_id text) \
+         WHERE t.tenant = r.tenant AND t.engagement = r.engagement AND t.timer_id = r.timer_id AND {cancelled}), \
+         new_outbox AS ({outbox}) \
+         SELECT 'key', tenant, request_id FROM stored_keys UNION ALL SELECT 'written', tenant, id FROM written",
+        key_names = recordset::names(&request_ids),
+        key_selects = recordset::selects(&request_ids, "r"),
+        key_definition = recordset::definition(&request_ids),
+        head_definition = recordset::definition(&heads),
+        projection_names = recordset::names(&projection),
+        content_keys = insert("content_keys", &recordset::fields::<content_key::Entity>(&[]), 3, ""),
+        events = insert("events", &recordset::fields::<event::Entity>(&[]), 4, ""),
+        people_definition = recordset::definition(&people),
+        replace_people = replace("engagement_people", &people, "people", 5, &people_key, "DO NOTHING"),
+        task_definition = recordset::definition(&tasks),
+        replace_tasks = replace(
+            "engagement_tasks",
+            &tasks,
+            "tasks",
+            7,
+            &task_key,
+            &update_others(&tasks, &task_key)
+        ),
+        snapshots = insert("snapshots", &snapshots, 9, &snapshot_conflict),
+        scheduled = insert("timers", &timers, 10, &timer_conflict),
+        cancelled = written("r"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sql;
+
+    #[test]
+    fn the_statement_names_every_parameter_once_in_order() {
+        let text = sql();
+        for parameter in 1..=12 {
+            assert_eq!(
+                text.matches(&format!("${parameter}::json")).count(),
+                1,
+                "${parameter} in {text}"
+            );
+        }
+        assert!(!text.contains("$13"));
+    }
+}
