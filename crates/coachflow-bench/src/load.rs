@@ -690,18 +690,35 @@ pub async fn fired_timers_at(address: std::net::SocketAddr) -> Option<f64> {
     Some(metric_value(&exposition, "coachflow_timers_fired_total", &[("outcome", "fired")]).unwrap_or(0.0))
 }
 
-/// Commands committed per write transaction so far: above 1 where commits are grouped.
-pub async fn commands_per_transaction_at(address: std::net::SocketAddr) -> Option<f64> {
+/// The group commit's figures so far, from the server's metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitFigures {
+    /// Commands committed per write transaction: above 1 where commits are grouped.
+    pub per_transaction: f64,
+    /// A batch's mean time from its `BEGIN` to its commit, in ms.
+    pub batch_ms: f64,
+    /// A commit's mean wait for its batch's transaction to begin, in ms.
+    pub wait_ms: f64,
+}
+
+/// [`CommitFigures`] of the server whose metrics endpoint is `address`; `None` before
+/// any transaction committed.
+pub async fn commit_figures_at(address: std::net::SocketAddr) -> Option<CommitFigures> {
     let exposition = scrape(address).await.ok()?;
     let sum = |metric: &str| {
         exposition
             .lines()
-            .filter(|line| line.starts_with(metric))
+            .filter(|line| line.split([' ', '{']).next() == Some(metric))
             .filter_map(|line| line.rsplit_once(' ').and_then(|(_, value)| value.parse::<f64>().ok()))
             .sum::<f64>()
     };
+    let mean_ms = |histogram: &str| 1000.0 * sum(&format!("{histogram}_sum")) / sum(&format!("{histogram}_count"));
     let transactions = sum("coachflow_commit_transactions_total");
-    (transactions > 0.0).then(|| sum("coachflow_commands_committed_total") / transactions)
+    (transactions > 0.0).then(|| CommitFigures {
+        per_transaction: sum("coachflow_commands_committed_total") / transactions,
+        batch_ms: mean_ms("coachflow_commit_batch_duration_seconds"),
+        wait_ms: mean_ms("coachflow_commit_wait_seconds"),
+    })
 }
 
 /// `GET /metrics` from the server.

@@ -272,11 +272,13 @@ async fn throughput_run(
         "commits ÷ pgbench",
         (report.command_count() as f64 + timers) / wall / pgbench.tps,
     );
-    let per_transaction = match server.metrics_address() {
-        Some(address) => load::commands_per_transaction_at(address).await,
+    let commits = match server.metrics_address() {
+        Some(address) => load::commit_figures_at(address).await,
         None => None,
     };
-    figures.set("cmds/txn", per_transaction.unwrap_or(f64::NAN));
+    figures.set("cmds/txn", commits.map_or(f64::NAN, |commits| commits.per_transaction));
+    figures.set("txn ms", commits.map_or(f64::NAN, |commits| commits.batch_ms));
+    figures.set("txn wait ms", commits.map_or(f64::NAN, |commits| commits.wait_ms));
     figures.set("cmd p50 ms", all.percentile_ms(50.0));
     figures.set("cmd p99 ms", all.percentile_ms(99.0));
     figures.set("cmd max ms", all.max_ms());
