@@ -1045,6 +1045,40 @@ async fn keys_rotate_without_a_restart(backend: Backend) {
         .expect("the other keys still work");
 }
 
+/// A token is verified once and then recognised; its claims are still checked on every
+/// call, so the same token is refused once the clock passes its expiry.
+async fn a_token_accepted_before_is_refused_once_it_expires(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let issuer = server.issuer().expect("an issuer").clone();
+    let lms = Claims {
+        expires_in: Some(600),
+        ..Claims::system("lms", TENANT, &SYSTEM_SCOPES)
+    };
+    let token = issuer.token(&lms, server.now());
+    let list = || {
+        let (server, token) = (&server, &token);
+        async move {
+            coachflow_server::proto::model_service_client::ModelServiceClient::with_interceptor(
+                server.channel(),
+                coachflow_integration_tests::Bearer::new(Some(token)),
+            )
+            .list_models(proto::ListModelsRequest {
+                parent: parent(),
+                ..Default::default()
+            })
+            .await
+        }
+    };
+    for call in 1..=3 {
+        list()
+            .await
+            .unwrap_or_else(|status| panic!("call {call} with a fresh token: {status:?}"));
+    }
+    server.advance(chrono::Duration::hours(2));
+    let status = expect_code("the same token after its expiry", list().await, Code::Unauthenticated);
+    assert_eq!(reason(&status).as_deref(), Some("TOKEN_EXPIRED"), "{status:?}");
+}
+
 async fn a_system_acting_for_a_person_is_recorded_with_them(backend: Backend) {
     let server = TestServer::start(backend).await;
     let model = server.publish_builtin("four-stage").await;
@@ -1077,5 +1111,6 @@ on_both_backends!(
     coaching_content_never_reaches_a_sponsor_hr_a_system_or_another_tenant,
     bad_tokens_are_unauthenticated_and_change_nothing,
     keys_rotate_without_a_restart,
+    a_token_accepted_before_is_refused_once_it_expires,
     a_system_acting_for_a_person_is_recorded_with_them,
 );

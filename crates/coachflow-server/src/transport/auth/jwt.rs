@@ -9,7 +9,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::jwks::{Algorithm, KeySet};
+use super::jwks::{Algorithm, KeySet, VerifyingKey};
 use crate::application::authorization::{Principal, PrincipalKind, Scope, Tenancy};
 
 /// What a token must say to be accepted.
@@ -113,9 +113,9 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, TokenError> {
 }
 
 impl Unverified<'_> {
-    /// Checks the signature with the header's key of `keys`, then the claims; the
-    /// principal they name.
-    pub fn verify(&self, keys: &KeySet, validation: &Validation, now: DateTime<Utc>) -> Result<Principal, TokenError> {
+    /// Checks the signature with the header's key of `keys`: that key and the payload's
+    /// claims, not yet checked themselves.
+    pub fn verified_claims<'k>(&self, keys: &'k KeySet) -> Result<(&'k VerifyingKey, Value), TokenError> {
         let key = keys
             .find(self.kid.as_deref(), self.algorithm)
             .ok_or_else(|| TokenError::UnknownKey(self.kid.clone()))?;
@@ -127,7 +127,7 @@ impl Unverified<'_> {
         if !claims.is_object() {
             return Err(TokenError::Malformed("its payload is not a JSON object".to_owned()));
         }
-        principal(&claims, validation, now)
+        Ok((key, claims))
     }
 }
 
@@ -147,7 +147,7 @@ fn rfc3339(seconds: i64) -> String {
 }
 
 /// The principal a verified token's claims name, after its issuer, audience and validity.
-fn principal(claims: &Value, validation: &Validation, now: DateTime<Utc>) -> Result<Principal, TokenError> {
+pub fn principal(claims: &Value, validation: &Validation, now: DateTime<Utc>) -> Result<Principal, TokenError> {
     if claims.get("iss").and_then(Value::as_str) != Some(validation.issuer.as_str()) {
         return Err(TokenError::WrongIssuer);
     }

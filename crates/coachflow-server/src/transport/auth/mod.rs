@@ -12,6 +12,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod local;
 pub mod source;
+pub mod verified;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 
 use self::jwt::{TokenError, Validation};
 use self::source::KeySource;
+use self::verified::VerifiedTokens;
 use crate::application::Principal;
 use crate::clock::SharedClock;
 use crate::metrics as names;
@@ -50,11 +52,16 @@ pub enum Mode {
 pub struct Authenticator {
     mode: Mode,
     clock: SharedClock,
+    verified: VerifiedTokens,
 }
 
 impl Authenticator {
     pub fn new(mode: Mode, clock: SharedClock) -> Authenticator {
-        Authenticator { mode, clock }
+        Authenticator {
+            mode,
+            clock,
+            verified: VerifiedTokens::default(),
+        }
     }
 
     pub fn is_local(&self) -> bool {
@@ -90,20 +97,27 @@ impl Authenticator {
             }
         };
         let token = token.ok_or(TokenError::Missing)?;
-        let unverified = jwt::parse(token)?;
         let now = self.clock.now();
         let current = keys.keys().await.map_err(TokenError::KeysUnavailable)?;
-        match unverified.verify(&current, validation, now) {
+        if let Some(claims) = self.verified.claims(token, &current) {
+            return jwt::principal(&claims, validation, now);
+        }
+        let unverified = jwt::parse(token)?;
+        let refreshed;
+        let (key, claims) = match unverified.verified_claims(&current) {
             Err(TokenError::UnknownKey(_)) => {
                 // A key the issuer added since: look again.
-                let refreshed = keys
+                refreshed = keys
                     .refresh_for_unknown_key()
                     .await
                     .map_err(TokenError::KeysUnavailable)?;
-                unverified.verify(&refreshed, validation, now)
+                unverified.verified_claims(&refreshed)?
             }
-            outcome => outcome,
-        }
+            outcome => outcome?,
+        };
+        let claims = Arc::new(claims);
+        self.verified.keep(token, key, Arc::clone(&claims), now.timestamp());
+        jwt::principal(&claims, validation, now)
     }
 }
 
