@@ -247,13 +247,13 @@ async fn lead(store: Store) {
 /// Writes `members` in one transaction and commits it: each member's outcome, or the
 /// error that failed the batch as a whole (nothing of it is kept then).
 async fn write_batch(store: &Store, members: &[&Prepared]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let statement = (store.backend == Backend::Postgres && batch_statement::applies(members))
+        .then(|| batch_statement::statement(members));
     let began = Instant::now();
     let (transaction, _turn) = store.begin_write().await?;
-    let written = match store.backend {
-        Backend::Postgres if batch_statement::applies(members) => {
-            batch_statement::write_members(&transaction, members).await
-        }
-        _ => write_members(&transaction, store.backend, members).await,
+    let written = match statement {
+        Some(statement) => batch_statement::write_members(&transaction, statement, members).await,
+        None => write_members(&transaction, store.backend, members).await,
     };
     match written {
         Ok(outcomes) => {

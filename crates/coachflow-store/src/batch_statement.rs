@@ -38,12 +38,18 @@ pub(crate) fn applies(members: &[&Prepared]) -> bool {
         .all(|member| !member.rows.erasing && member.rows.erased_people.is_empty())
 }
 
-/// Writes `members` in `transaction` with one statement: each member's outcome.
+/// The one statement that writes `members`, built before its transaction begins so the
+/// transaction holds its locks only for the database's own work.
+pub(crate) fn statement(members: &[&Prepared]) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql(), parameters(members))
+}
+
+/// Writes `members` in `transaction` with their [`statement`]: each member's outcome.
 pub(crate) async fn write_members(
     transaction: &DatabaseTransaction,
+    statement: Statement,
     members: &[&Prepared],
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-    let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql(), parameters(members));
     let rows = transaction
         .query_all_raw(statement)
         .await
