@@ -366,7 +366,7 @@ impl Default for BrokerConfig {
             exchange: "coachflow.events".to_owned(),
             declare_exchange: true,
             content_mode: "binary".to_owned(),
-            batch_size: 500,
+            batch_size: 2000,
             poll_interval: "1s".to_owned(),
             lease: "30s".to_owned(),
             confirm_timeout: "10s".to_owned(),
