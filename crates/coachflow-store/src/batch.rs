@@ -281,23 +281,12 @@ async fn write_members(
     insert_projections(transaction, members, &mut outcomes).await?;
     guard_projections(transaction, backend, members, &mut outcomes).await?;
     // The request ids of members refused after theirs was stored.
-    let refused: Vec<&NewIdempotencyKey> = keyed
+    let refused = keyed
         .into_iter()
         .filter(|&index| outcomes[index].is_err())
         .filter_map(|index| members[index].idempotency.as_ref())
-        .collect();
-    if !refused.is_empty() {
-        idempotency_key::Entity::delete_many()
-            .filter(keys::in_values(
-                transaction.get_database_backend(),
-                "tenant, request_id",
-                refused
-                    .iter()
-                    .map(|key| [key.tenant.clone().into(), key.request_id.clone().into()]),
-            ))
-            .exec(transaction)
-            .await?;
-    }
+        .map(|key| [key.tenant.clone().into(), key.request_id.clone().into()]);
+    delete_request_ids(transaction, refused).await?;
     let written: Vec<&Prepared> = members
         .iter()
         .zip(&outcomes)
@@ -306,6 +295,26 @@ async fn write_members(
         .collect();
     write_rows(transaction, &written).await?;
     Ok(outcomes)
+}
+
+/// Deletes the stored request ids (`[tenant, request_id]`) of members refused after theirs
+/// was stored; nothing without any.
+pub(crate) async fn delete_request_ids(
+    transaction: &DatabaseTransaction,
+    ids: impl IntoIterator<Item = [Value; 2]>,
+) -> Result<(), StoreError> {
+    let ids: Vec<[Value; 2]> = ids.into_iter().collect();
+    if !ids.is_empty() {
+        idempotency_key::Entity::delete_many()
+            .filter(keys::in_values(
+                transaction.get_database_backend(),
+                "tenant, request_id",
+                ids,
+            ))
+            .exec(transaction)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Stores the members' request ids; refuses a member whose id is taken. Returns the members

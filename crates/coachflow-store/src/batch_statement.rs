@@ -20,16 +20,16 @@
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, SqlErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, SqlErr, Statement, Value};
 use serde_json::{Map, Value as Json};
 
-use crate::batch::Prepared;
+use crate::StoreError;
+use crate::batch::{Prepared, delete_request_ids};
 use crate::entity::{
     content_key, engagement, engagement_person, engagement_task, event, idempotency_key, outbox, snapshot, timer,
 };
 use crate::idempotency::idempotency_row;
 use crate::recordset::{self, Field};
-use crate::{StoreError, keys};
 
 /// Whether the members can be written by this one statement.
 pub(crate) fn applies(members: &[&Prepared]) -> bool {
@@ -93,18 +93,13 @@ pub(crate) async fn write_members(
             })
         })
         .collect();
-    if !refused_keys.is_empty() {
-        idempotency_key::Entity::delete_many()
-            .filter(keys::in_values(
-                DbBackend::Postgres,
-                "tenant, request_id",
-                refused_keys
-                    .into_iter()
-                    .map(|(tenant, request_id)| [tenant.into(), request_id.into()]),
-            ))
-            .exec(transaction)
-            .await?;
-    }
+    delete_request_ids(
+        transaction,
+        refused_keys
+            .into_iter()
+            .map(|(tenant, request_id)| [tenant.into(), request_id.into()]),
+    )
+    .await?;
     Ok(outcomes)
 }
 
@@ -126,9 +121,9 @@ fn parameters(members: &[&Prepared]) -> Vec<Value> {
         let rows = &member.rows;
         let (tenant, id) = member.engagement();
         if let Some(key) = &member.idempotency {
-            request_ids.push(recordset::record(&idempotency_row(key), &[]));
+            request_ids.push(recordset::record(&idempotency_row(key)));
         }
-        let mut head = recordset::record(&rows.projection, &[]);
+        let mut head = recordset::record(&rows.projection);
         head.insert(
             "request_id".into(),
             member
@@ -139,18 +134,18 @@ fn parameters(members: &[&Prepared]) -> Vec<Value> {
         head.insert("expected".into(), member.expected_sequence.into());
         head.insert("snapshot".into(), member.snapshot.is_some().into());
         heads.push(head);
-        content_keys.extend(rows.key.new_row.iter().map(|row| recordset::record(row, &[])));
-        events.extend(rows.events.iter().map(|row| recordset::record(row, &[])));
+        content_keys.extend(rows.key.new_row.iter().map(recordset::record));
+        events.extend(rows.events.iter().map(recordset::record));
         if let Some(rows) = &rows.people {
             people_replaced.push(engagement_record(tenant, id));
-            people.extend(rows.iter().map(|row| recordset::record(row, &[])));
+            people.extend(rows.iter().map(recordset::record));
         }
         if let Some(rows) = &rows.open_tasks {
             tasks_replaced.push(engagement_record(tenant, id));
-            tasks.extend(rows.iter().map(|row| recordset::record(row, &[])));
+            tasks.extend(rows.iter().map(recordset::record));
         }
-        snapshots.extend(member.snapshot.iter().map(|row| recordset::record(row, &[])));
-        scheduled.extend(rows.scheduled_timers.iter().map(|row| recordset::record(row, &[])));
+        snapshots.extend(member.snapshot.iter().map(recordset::record));
+        scheduled.extend(rows.scheduled_timers.iter().map(recordset::record));
         cancelled.extend(rows.cancelled_timers.iter().map(|timer_id| {
             let mut record = engagement_record(tenant, id);
             record.insert("timer_id".into(), timer_id.clone().into());

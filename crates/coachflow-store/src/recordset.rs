@@ -87,10 +87,9 @@ pub(crate) fn selects(fields: &[Field], alias: &str) -> String {
         .join(", ")
 }
 
-/// One record: the model's columns (without `skipped`) as a JSON object.
-pub(crate) fn record<M: ModelTrait>(model: &M, skipped: &[&str]) -> Map<String, Json> {
+/// One record: the model's columns as a JSON object.
+pub(crate) fn record<M: ModelTrait>(model: &M) -> Map<String, Json> {
     <M::Entity as EntityTrait>::Column::iter()
-        .filter(|column| !skipped.contains(&column.as_str()))
         .map(|column| (column.as_str().to_owned(), json(model.get(column))))
         .collect()
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::jwks::{Algorithm, KeySet, VerifyingKey};
+use super::jwks::{KeySet, VerifyingKey};
 
 /// Tokens kept at most; a full cache first drops the expired ones, then starts over.
 const CAPACITY: usize = 10_000;
@@ -26,8 +26,6 @@ pub struct VerifiedTokens {
 
 #[derive(Debug)]
 struct Entry {
-    algorithm: Algorithm,
-    kid: Option<String>,
     key: VerifyingKey,
     claims: Arc<Value>,
     /// `exp` in seconds; a token without one is refused on every call, so kept least.
@@ -39,7 +37,8 @@ impl VerifiedTokens {
     pub fn claims(&self, token: &str, keys: &KeySet) -> Option<Arc<Value>> {
         let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let entry = entries.get(token)?;
-        (keys.find(entry.kid.as_deref(), entry.algorithm) == Some(&entry.key)).then(|| Arc::clone(&entry.claims))
+        (keys.find(entry.key.kid.as_deref(), entry.key.algorithm) == Some(&entry.key))
+            .then(|| Arc::clone(&entry.claims))
     }
 
     /// Keeps `token`, whose signature `key` verified, with its `claims`; `now` in seconds.
@@ -58,8 +57,6 @@ impl VerifiedTokens {
         entries.insert(
             token.into(),
             Entry {
-                algorithm: key.algorithm,
-                kid: key.kid.clone(),
                 key: key.clone(),
                 claims,
                 expires,
