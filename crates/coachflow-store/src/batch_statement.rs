@@ -21,7 +21,6 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, SqlErr, Statement, Value};
-use serde_json::{Map, Value as Json};
 
 use crate::StoreError;
 use crate::batch::{Prepared, delete_request_ids};
@@ -29,7 +28,7 @@ use crate::entity::{
     content_key, engagement, engagement_person, engagement_task, event, idempotency_key, outbox, snapshot, timer,
 };
 use crate::idempotency::idempotency_row;
-use crate::recordset::{self, Field};
+use crate::recordset::{self, Field, Record, Records};
 
 /// Whether the members can be written by this one statement.
 pub(crate) fn applies(members: &[&Prepared]) -> bool {
@@ -105,57 +104,64 @@ pub(crate) async fn write_members(
 
 /// The statement's parameters, in the order of [`sql`]'s `$n`.
 fn parameters(members: &[&Prepared]) -> Vec<Value> {
-    let mut request_ids = Vec::new();
-    let mut heads = Vec::with_capacity(members.len());
-    let mut content_keys = Vec::new();
-    let mut events = Vec::new();
-    let mut people_replaced = Vec::new();
-    let mut people = Vec::new();
-    let mut tasks_replaced = Vec::new();
-    let mut tasks = Vec::new();
-    let mut snapshots = Vec::new();
-    let mut scheduled = Vec::new();
-    let mut cancelled = Vec::new();
-    let mut outbox = Vec::new();
+    let mut request_ids = Records::default();
+    let mut heads = Records::default();
+    let mut content_keys = Records::default();
+    let mut events = Records::default();
+    let mut people_replaced = Records::default();
+    let mut people = Records::default();
+    let mut tasks_replaced = Records::default();
+    let mut tasks = Records::default();
+    let mut snapshots = Records::default();
+    let mut scheduled = Records::default();
+    let mut cancelled = Records::default();
+    let mut outbox = Records::default();
+    let mut outbox_rows: i64 = 0;
     for member in members {
         let rows = &member.rows;
         let (tenant, id) = member.engagement();
         if let Some(key) = &member.idempotency {
-            request_ids.push(recordset::record(&idempotency_row(key)));
+            request_ids.model(&idempotency_row(key));
         }
-        let mut head = recordset::record(&rows.projection);
-        head.insert(
-            "request_id".into(),
-            member
-                .idempotency
-                .as_ref()
-                .map_or(Json::Null, |key| key.request_id.clone().into()),
-        );
-        head.insert("expected".into(), member.expected_sequence.into());
-        head.insert("snapshot".into(), member.snapshot.is_some().into());
-        heads.push(head);
-        content_keys.extend(rows.key.new_row.iter().map(recordset::record));
-        events.extend(rows.events.iter().map(recordset::record));
+        heads
+            .model(&rows.projection)
+            .field(
+                "request_id",
+                &Value::String(member.idempotency.as_ref().map(|key| key.request_id.clone())),
+            )
+            .field("expected", &member.expected_sequence.into())
+            .field("snapshot", &member.snapshot.is_some().into());
+        if let Some(row) = &rows.key.new_row {
+            content_keys.model(row);
+        }
+        for row in &rows.events {
+            events.model(row);
+        }
         if let Some(rows) = &rows.people {
-            people_replaced.push(engagement_record(tenant, id));
-            people.extend(rows.iter().map(recordset::record));
+            engagement_record(&mut people_replaced, tenant, id);
+            for row in rows {
+                people.model(row);
+            }
         }
         if let Some(rows) = &rows.open_tasks {
-            tasks_replaced.push(engagement_record(tenant, id));
-            tasks.extend(rows.iter().map(recordset::record));
+            engagement_record(&mut tasks_replaced, tenant, id);
+            for row in rows {
+                tasks.model(row);
+            }
         }
-        snapshots.extend(member.snapshot.iter().map(recordset::record));
-        scheduled.extend(rows.scheduled_timers.iter().map(recordset::record));
-        cancelled.extend(rows.cancelled_timers.iter().map(|timer_id| {
-            let mut record = engagement_record(tenant, id);
-            record.insert("timer_id".into(), timer_id.clone().into());
-            record
-        }));
+        if let Some(row) = &member.snapshot {
+            snapshots.model(row);
+        }
+        for row in &rows.scheduled_timers {
+            scheduled.model(row);
+        }
+        for timer_id in &rows.cancelled_timers {
+            engagement_record(&mut cancelled, tenant, id).field("timer_id", &timer_id.as_str().into());
+        }
         for row in &rows.outbox {
-            let mut record = recordset::active_record(row);
             // Positions follow the members' order, each engagement's rows in sequence.
-            record.insert("ord".into(), outbox.len().into());
-            outbox.push(record);
+            outbox.active_model(row).field("ord", &outbox_rows.into());
+            outbox_rows += 1;
         }
     }
     [
@@ -173,15 +179,17 @@ fn parameters(members: &[&Prepared]) -> Vec<Value> {
         outbox,
     ]
     .into_iter()
-    .map(recordset::parameter)
+    .map(Records::parameter)
     .collect()
 }
 
-fn engagement_record(tenant: &str, engagement: &str) -> Map<String, Json> {
-    Map::from_iter([
-        ("tenant".to_owned(), Json::from(tenant)),
-        ("engagement".to_owned(), Json::from(engagement)),
-    ])
+/// Adds a record naming an engagement (`tenant`, `engagement`) to `records`.
+fn engagement_record<'a>(records: &'a mut Records, tenant: &str, engagement: &str) -> Record<'a> {
+    let mut record = records.record();
+    record
+        .field("tenant", &tenant.into())
+        .field("engagement", &engagement.into());
+    record
 }
 
 /// The statement, built once from the entities' columns.

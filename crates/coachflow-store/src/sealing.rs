@@ -38,10 +38,14 @@ const CACHED_KEYS: usize = 16_384;
 const SEALED_SNAPSHOT: &str = "sealed:";
 /// The payload field that holds an event's sealed content.
 const SEALED_FIELD: &str = "sealed";
+/// That field as a key in a payload's text. A quote inside a JSON string is escaped, so
+/// this text appears only where some object has the key: a payload without it holds
+/// nothing sealed.
+const SEALED_KEY: &str = "\"sealed\":";
 
 /// Whether a stored event's payload holds sealed content.
 pub(crate) fn is_sealed(row: &crate::entity::event::Model) -> bool {
-    row.payload.contains(SEALED_FIELD)
+    row.payload.contains(SEALED_KEY)
 }
 
 /// Where the key-encryption keys come from.
@@ -461,37 +465,45 @@ impl Store {
                     row.sequence
                 ))
             };
-            let mut payload: Value = serde_json::from_str(&row.payload).map_err(|error| corrupt(error.to_string()))?;
-            let mut erased = false;
-            if let Some(sealed) = payload.as_object_mut().and_then(|object| object.remove(SEALED_FIELD)) {
-                let (generation, ciphertext) = sealed
-                    .as_str()
-                    .and_then(split_sealed)
-                    .ok_or_else(|| corrupt("its sealed content is malformed".to_owned()))?;
-                let key = match keys.get(&generation) {
-                    _ if live.is_none_or(|live| generation < live) => None,
-                    Some(key) => key.clone(),
-                    None => {
-                        let key = self.data_key(tenant, engagement, generation).await?;
-                        keys.insert(generation, key.clone());
-                        key
-                    }
-                };
-                match key {
-                    Some(key) => {
-                        let aad = event_aad(tenant, engagement, row.sequence);
-                        let plain = open(&key, &aad, ciphertext)
-                            .ok_or_else(|| corrupt("its sealed content does not open".to_owned()))?;
-                        let content: Map<String, Value> =
-                            serde_json::from_slice(&plain).map_err(|error| corrupt(error.to_string()))?;
-                        if let Some(object) = payload.as_object_mut() {
-                            object.extend(content);
+            let (event, erased): (Event, bool) = if row.payload.contains(SEALED_KEY) {
+                let mut payload: Value =
+                    serde_json::from_str(&row.payload).map_err(|error| corrupt(error.to_string()))?;
+                let mut erased = false;
+                if let Some(sealed) = payload.as_object_mut().and_then(|object| object.remove(SEALED_FIELD)) {
+                    let (generation, ciphertext) = sealed
+                        .as_str()
+                        .and_then(split_sealed)
+                        .ok_or_else(|| corrupt("its sealed content is malformed".to_owned()))?;
+                    let key = match keys.get(&generation) {
+                        _ if live.is_none_or(|live| generation < live) => None,
+                        Some(key) => key.clone(),
+                        None => {
+                            let key = self.data_key(tenant, engagement, generation).await?;
+                            keys.insert(generation, key.clone());
+                            key
                         }
+                    };
+                    match key {
+                        Some(key) => {
+                            let aad = event_aad(tenant, engagement, row.sequence);
+                            let plain = open(&key, &aad, ciphertext)
+                                .ok_or_else(|| corrupt("its sealed content does not open".to_owned()))?;
+                            let content: Map<String, Value> =
+                                serde_json::from_slice(&plain).map_err(|error| corrupt(error.to_string()))?;
+                            if let Some(object) = payload.as_object_mut() {
+                                object.extend(content);
+                            }
+                        }
+                        None => erased = true,
                     }
-                    None => erased = true,
                 }
-            }
-            let event: Event = serde_json::from_value(payload).map_err(|error| corrupt(error.to_string()))?;
+                let event = serde_json::from_value(payload).map_err(|error| corrupt(error.to_string()))?;
+                (event, erased)
+            } else {
+                // Nothing sealed: read straight into the event, with no JSON tree between.
+                let event = serde_json::from_str(&row.payload).map_err(|error| corrupt(error.to_string()))?;
+                (event, false)
+            };
             if i64::try_from(event.sequence).ok() != Some(row.sequence) {
                 return Err(corrupt(format!("it carries sequence {}", event.sequence)));
             }
