@@ -3,6 +3,8 @@
 //! once per connection, where a multi-row `VALUES` list is a new statement for every
 //! size. The columns and their types come from the entity's own definition.
 
+use std::io::Write as _;
+
 use chrono::SecondsFormat;
 use sea_orm::sea_query::ColumnType;
 use sea_orm::{ActiveModelTrait, ActiveValue, ColumnTrait, EntityTrait, IdenStatic, Iterable, ModelTrait, Value};
@@ -92,30 +94,20 @@ pub(crate) fn selects(fields: &[Field], alias: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct Records {
     text: Vec<u8>,
-    empty: bool,
 }
 
 impl Default for Records {
     fn default() -> Records {
-        Records {
-            text: b"[".to_vec(),
-            empty: true,
-        }
+        Records { text: b"[".to_vec() }
     }
 }
 
 impl Records {
     /// Starts a record; its fields are added to what this returns, which ends it on drop.
     pub(crate) fn record(&mut self) -> Record<'_> {
-        if !self.empty {
-            self.text.push(b',');
-        }
-        self.empty = false;
+        separate(&mut self.text, b'[');
         self.text.push(b'{');
-        Record {
-            text: &mut self.text,
-            empty: true,
-        }
+        Record { text: &mut self.text }
     }
 
     /// Adds a record of the model's columns; more fields may follow on what this returns.
@@ -142,8 +134,11 @@ impl Records {
     /// The records as the JSON text of one parameter.
     pub(crate) fn parameter(mut self) -> Value {
         self.text.push(b']');
-        // Only UTF-8 was written: names, `serde_json`'s strings, digits and hex.
-        Value::String(Some(String::from_utf8_lossy(&self.text).into_owned()))
+        // Only UTF-8 was written (names, `serde_json`'s strings, digits, hex), so this
+        // takes the buffer as it is.
+        let text =
+            String::from_utf8(self.text).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+        Value::String(Some(text))
     }
 }
 
@@ -151,16 +146,12 @@ impl Records {
 #[derive(Debug)]
 pub(crate) struct Record<'a> {
     text: &'a mut Vec<u8>,
-    empty: bool,
 }
 
 impl Record<'_> {
     /// Adds the field `name` (a column's name: plain ASCII) with `value`.
     pub(crate) fn field(&mut self, name: &str, value: &Value) -> &mut Self {
-        if !self.empty {
-            self.text.push(b',');
-        }
-        self.empty = false;
+        separate(self.text, b'{');
         self.text.push(b'"');
         self.text.extend_from_slice(name.as_bytes());
         self.text.extend_from_slice(b"\":");
@@ -175,14 +166,27 @@ impl Drop for Record<'_> {
     }
 }
 
+/// A comma before the next element, unless `text` ends with the `opening` of its list or
+/// object (no value written ends with `[` or `{`).
+fn separate(text: &mut Vec<u8>, opening: u8) {
+    if text.last() != Some(&opening) {
+        text.push(b',');
+    }
+}
+
 /// A value as `json_to_recordset` reads it back into the column's type: times in RFC
 /// 3339 to the microsecond (PostgreSQL's precision, truncated as a bound value is), bytes
 /// in hex.
 fn write_json(text: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Bool(Some(value)) => text.extend_from_slice(if *value { b"true" } else { b"false" }),
-        Value::Int(Some(value)) => text.extend_from_slice(value.to_string().as_bytes()),
-        Value::BigInt(Some(value)) => text.extend_from_slice(value.to_string().as_bytes()),
+        // Writing to a Vec cannot fail.
+        Value::Int(Some(value)) => {
+            let _ = write!(text, "{value}");
+        }
+        Value::BigInt(Some(value)) => {
+            let _ = write!(text, "{value}");
+        }
         Value::String(Some(value)) => string(text, value),
         Value::ChronoDateTimeUtc(Some(value)) => string(text, &value.to_rfc3339_opts(SecondsFormat::Micros, true)),
         Value::Bytes(Some(bytes)) => string(text, &crate::hex(bytes)),

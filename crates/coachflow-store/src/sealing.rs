@@ -48,6 +48,13 @@ pub(crate) fn is_sealed(row: &crate::entity::event::Model) -> bool {
     row.payload.contains(SEALED_KEY)
 }
 
+/// A stored event that cannot be read as written.
+fn corrupt_event(tenant: &str, engagement: &str, sequence: i64, problem: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "event {sequence} of engagement {tenant}/{engagement}: {problem}"
+    ))
+}
+
 /// Where the key-encryption keys come from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum KekSource {
@@ -459,57 +466,71 @@ impl Store {
         let mut keys: HashMap<u32, Option<Arc<LessSafeKey>>> = HashMap::new();
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
-            let corrupt = |problem: String| {
-                StoreError::Corrupt(format!(
-                    "event {} of engagement {tenant}/{engagement}: {problem}",
-                    row.sequence
-                ))
-            };
-            let (event, erased): (Event, bool) = if row.payload.contains(SEALED_KEY) {
-                let mut payload: Value =
-                    serde_json::from_str(&row.payload).map_err(|error| corrupt(error.to_string()))?;
-                let mut erased = false;
-                if let Some(sealed) = payload.as_object_mut().and_then(|object| object.remove(SEALED_FIELD)) {
-                    let (generation, ciphertext) = sealed
-                        .as_str()
-                        .and_then(split_sealed)
-                        .ok_or_else(|| corrupt("its sealed content is malformed".to_owned()))?;
-                    let key = match keys.get(&generation) {
-                        _ if live.is_none_or(|live| generation < live) => None,
-                        Some(key) => key.clone(),
-                        None => {
-                            let key = self.data_key(tenant, engagement, generation).await?;
-                            keys.insert(generation, key.clone());
-                            key
-                        }
-                    };
-                    match key {
-                        Some(key) => {
-                            let aad = event_aad(tenant, engagement, row.sequence);
-                            let plain = open(&key, &aad, ciphertext)
-                                .ok_or_else(|| corrupt("its sealed content does not open".to_owned()))?;
-                            let content: Map<String, Value> =
-                                serde_json::from_slice(&plain).map_err(|error| corrupt(error.to_string()))?;
-                            if let Some(object) = payload.as_object_mut() {
-                                object.extend(content);
-                            }
-                        }
-                        None => erased = true,
-                    }
-                }
-                let event = serde_json::from_value(payload).map_err(|error| corrupt(error.to_string()))?;
-                (event, erased)
+            let (event, erased) = if is_sealed(row) {
+                self.open_sealed_event(tenant, engagement, row, live, &mut keys).await?
             } else {
                 // Nothing sealed: read straight into the event, with no JSON tree between.
-                let event = serde_json::from_str(&row.payload).map_err(|error| corrupt(error.to_string()))?;
+                let event: Event = serde_json::from_str(&row.payload)
+                    .map_err(|error| corrupt_event(tenant, engagement, row.sequence, &error.to_string()))?;
                 (event, false)
             };
             if i64::try_from(event.sequence).ok() != Some(row.sequence) {
-                return Err(corrupt(format!("it carries sequence {}", event.sequence)));
+                return Err(corrupt_event(
+                    tenant,
+                    engagement,
+                    row.sequence,
+                    &format!("it carries sequence {}", event.sequence),
+                ));
             }
             events.push((event, erased));
         }
         Ok(events)
+    }
+
+    /// Decodes a stored event whose payload holds sealed content, opened with its data key
+    /// (`keys` keeps the engagement's keys met so far); returns it with whether its content
+    /// was erased.
+    async fn open_sealed_event(
+        &self,
+        tenant: &str,
+        engagement: &str,
+        row: &crate::entity::event::Model,
+        live: Option<u32>,
+        keys: &mut HashMap<u32, Option<Arc<LessSafeKey>>>,
+    ) -> Result<(Event, bool), StoreError> {
+        let corrupt = |problem: &str| corrupt_event(tenant, engagement, row.sequence, problem);
+        let mut payload: Value = serde_json::from_str(&row.payload).map_err(|error| corrupt(&error.to_string()))?;
+        let mut erased = false;
+        if let Some(sealed) = payload.as_object_mut().and_then(|object| object.remove(SEALED_FIELD)) {
+            let (generation, ciphertext) = sealed
+                .as_str()
+                .and_then(split_sealed)
+                .ok_or_else(|| corrupt("its sealed content is malformed"))?;
+            let key = match keys.get(&generation) {
+                _ if live.is_none_or(|live| generation < live) => None,
+                Some(key) => key.clone(),
+                None => {
+                    let key = self.data_key(tenant, engagement, generation).await?;
+                    keys.insert(generation, key.clone());
+                    key
+                }
+            };
+            match key {
+                Some(key) => {
+                    let aad = event_aad(tenant, engagement, row.sequence);
+                    let plain =
+                        open(&key, &aad, ciphertext).ok_or_else(|| corrupt("its sealed content does not open"))?;
+                    let content: Map<String, Value> =
+                        serde_json::from_slice(&plain).map_err(|error| corrupt(&error.to_string()))?;
+                    if let Some(object) = payload.as_object_mut() {
+                        object.extend(content);
+                    }
+                }
+                None => erased = true,
+            }
+        }
+        let event = serde_json::from_value(payload).map_err(|error| corrupt(&error.to_string()))?;
+        Ok((event, erased))
     }
 
     /// A snapshot's state text opened; `None` when it was sealed under a destroyed key.
