@@ -1,6 +1,6 @@
 //! The `coachflow` binary.
 
-/// mimalloc rather than the system's malloc: see BENCHMARKS.md ("The allocator").
+/// mimalloc rather than the system's malloc: see BENCHMARKS.md ("The allocator, and JSON without trees").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
