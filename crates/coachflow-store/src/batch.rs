@@ -17,8 +17,9 @@
 //!   Then, for the members left, one statement per table: data keys, events, people and
 //!   open tasks (deleted and inserted), snapshots, timers (upserted and deleted), outbox;
 //!   an erasure's own steps (destroying older keys, rewriting the outbox) go in between.
-//!   On PostgreSQL all of this is one statement ([`crate::batch_statement`]) unless the
-//!   batch erases something.
+//!   On PostgreSQL all of this is one statement ([`crate::batch_statement`]), on SQLite
+//!   one script of constant text ([`crate::batch_sqlite`]), unless the batch erases
+//!   something.
 //! - An engagement is written once per batch, and a request id stored once: a second
 //!   commit to it goes on to a batch that starts after this one ended, so its guard sees
 //!   what the first one committed (and a repeated request id is found taken).
@@ -48,7 +49,7 @@ use crate::entity::{
 };
 use crate::error::unique_violation_as;
 use crate::idempotency::{NewIdempotencyKey, idempotency_row};
-use crate::{Backend, Store, StoreError, batch_statement, keys, metrics as names};
+use crate::{Backend, Store, StoreError, batch_sqlite, batch_statement, keys, metrics as names};
 
 /// Batch transactions in flight at once on PostgreSQL: one can write while another waits
 /// for its WAL flush. (SQLite has one writer.)
@@ -247,13 +248,19 @@ async fn lead(store: Store) {
 /// Writes `members` in one transaction and commits it: each member's outcome, or the
 /// error that failed the batch as a whole (nothing of it is kept then).
 async fn write_batch(store: &Store, members: &[&Prepared]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-    let statement = (store.backend == Backend::Postgres && batch_statement::applies(members))
-        .then(|| batch_statement::statement(members));
+    // Built before the transaction begins, so it holds its locks (and SQLite's writer its
+    // turn) only for the database's own work.
+    let plan = match store.backend {
+        _ if !batch_statement::applies(members) => Plan::Tables,
+        Backend::Postgres => Plan::Postgres(batch_statement::statement(members)),
+        Backend::Sqlite => Plan::Sqlite(batch_sqlite::parameters(members)),
+    };
     let began = Instant::now();
     let (transaction, _turn) = store.begin_write().await?;
-    let written = match statement {
-        Some(statement) => batch_statement::write_members(&transaction, statement, members).await,
-        None => write_members(&transaction, store.backend, members).await,
+    let written = match plan {
+        Plan::Postgres(statement) => batch_statement::write_members(&transaction, statement, members).await,
+        Plan::Sqlite(parameters) => batch_sqlite::write_members(&transaction, parameters, members).await,
+        Plan::Tables => write_members(&transaction, store.backend, members).await,
     };
     match written {
         Ok(outcomes) => {
@@ -269,6 +276,16 @@ async fn write_batch(store: &Store, members: &[&Prepared]) -> Result<Vec<Result<
             Err(error)
         }
     }
+}
+
+/// How a batch is written.
+enum Plan {
+    /// One statement ([`batch_statement`]).
+    Postgres(Statement),
+    /// One script of constant text, with these recordsets ([`batch_sqlite`]).
+    Sqlite(Vec<Value>),
+    /// One statement per table, rows bound one by one: a batch that erases something.
+    Tables,
 }
 
 async fn write_members(

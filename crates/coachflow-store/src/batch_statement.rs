@@ -22,13 +22,13 @@ use std::sync::OnceLock;
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, SqlErr, Statement, Value};
 
-use crate::StoreError;
 use crate::batch::{Prepared, delete_request_ids};
 use crate::entity::{
     content_key, engagement, engagement_person, engagement_task, event, idempotency_key, outbox, snapshot, timer,
 };
 use crate::idempotency::idempotency_row;
 use crate::recordset::{self, Field, Record, Records};
+use crate::{Backend, StoreError};
 
 /// Whether the members can be written by this one statement.
 pub(crate) fn applies(members: &[&Prepared]) -> bool {
@@ -40,7 +40,7 @@ pub(crate) fn applies(members: &[&Prepared]) -> bool {
 /// The one statement that writes `members`, built before its transaction begins so the
 /// transaction holds its locks only for the database's own work.
 pub(crate) fn statement(members: &[&Prepared]) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql(), parameters(members))
+    Statement::from_sql_and_values(DbBackend::Postgres, sql(), parameters(members, Backend::Postgres))
 }
 
 /// Writes `members` in `transaction` with their [`statement`]: each member's outcome.
@@ -69,6 +69,22 @@ pub(crate) async fn write_members(
             written.insert(pair);
         }
     }
+    settle(transaction, members, &stored_keys, &written).await
+}
+
+/// A `(tenant, id)` pair: of a request id stored, or of an engagement written.
+type Pair = (String, String);
+
+/// Each member's outcome, from the request ids stored now and the engagements written
+/// now: refused if its request id was taken (the id is another request's), or if its
+/// engagement was not written (a taken engagement id, a guard that failed; its request id
+/// is deleted again).
+async fn settle(
+    transaction: &DatabaseTransaction,
+    members: &[&Prepared],
+    stored_keys: &HashSet<Pair>,
+    written: &HashSet<Pair>,
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let mut refused_keys = Vec::new();
     let outcomes = members
         .iter()
@@ -102,20 +118,24 @@ pub(crate) async fn write_members(
     Ok(outcomes)
 }
 
-/// The statement's parameters, in the order of [`sql`]'s `$n`.
-fn parameters(members: &[&Prepared]) -> Vec<Value> {
-    let mut request_ids = Records::default();
-    let mut heads = Records::default();
-    let mut content_keys = Records::default();
-    let mut events = Records::default();
-    let mut people_replaced = Records::default();
-    let mut people = Records::default();
-    let mut tasks_replaced = Records::default();
-    let mut tasks = Records::default();
-    let mut snapshots = Records::default();
-    let mut scheduled = Records::default();
-    let mut cancelled = Records::default();
-    let mut outbox = Records::default();
+/// The members' rows as one recordset per table, in the order of [`sql`]'s `$n` (and of
+/// [`crate::batch_sqlite`]'s script): request ids, heads (the projection rows with
+/// the request id, the expected sequence and whether a snapshot is written), content keys,
+/// events, the engagements whose people are replaced and their people, the same for open
+/// tasks, snapshots, timers scheduled and cancelled, outbox.
+pub(crate) fn parameters(members: &[&Prepared], backend: Backend) -> Vec<Value> {
+    let mut request_ids = Records::new(backend);
+    let mut heads = Records::new(backend);
+    let mut content_keys = Records::new(backend);
+    let mut events = Records::new(backend);
+    let mut people_replaced = Records::new(backend);
+    let mut people = Records::new(backend);
+    let mut tasks_replaced = Records::new(backend);
+    let mut tasks = Records::new(backend);
+    let mut snapshots = Records::new(backend);
+    let mut scheduled = Records::new(backend);
+    let mut cancelled = Records::new(backend);
+    let mut outbox = Records::new(backend);
     let mut outbox_rows: i64 = 0;
     for member in members {
         let rows = &member.rows;
@@ -238,7 +258,7 @@ fn replace(table: &str, fields: &[Field], rows: &str, replaced: usize, key: &[&s
 }
 
 /// `DO UPDATE SET` every column of `fields` outside `key` to the proposed row's.
-fn update_others(fields: &[Field], key: &[&str]) -> String {
+pub(crate) fn update_others(fields: &[Field], key: &[&str]) -> String {
     let set = fields
         .iter()
         .filter(|field| !key.contains(&field.name.as_str()))
@@ -248,24 +268,38 @@ fn update_others(fields: &[Field], key: &[&str]) -> String {
     format!("DO UPDATE SET {set}")
 }
 
-fn build_sql() -> String {
-    let request_ids = recordset::fields::<idempotency_key::Entity>(&[]);
-    let projection = recordset::fields::<engagement::Entity>(&[]);
-    let mut heads = projection.clone();
+/// The primary keys of the rows a member replaces or upserts.
+const PEOPLE_KEY: [&str; 4] = ["tenant", "engagement", "role", "person"];
+const TASK_KEY: [&str; 3] = ["tenant", "engagement", "task_id"];
+pub(crate) const TIMER_KEY: [&str; 3] = ["tenant", "engagement", "timer_id"];
+
+/// The heads' fields: the projection's columns, the request id, the sequence the member
+/// decided on (`expected`, 0 creates) and whether it writes a snapshot.
+pub(crate) fn head_fields(projection: &[Field]) -> Vec<Field> {
+    let mut heads = projection.to_vec();
     heads.extend([
         Field::new("request_id", "text"),
         Field::new("expected", "bigint"),
         Field::new("snapshot", "boolean"),
     ]);
-    let created = projection
+    heads
+}
+
+/// The projection row that head `h` creates, in the projection's column order.
+pub(crate) fn created_values(projection: &[Field]) -> String {
+    projection
         .iter()
         .map(|field| match field.name.as_str() {
             "snapshot_sequence" => "CASE WHEN h.snapshot THEN h.sequence ELSE h.snapshot_sequence END".to_owned(),
             _ => field.select("h"),
         })
         .collect::<Vec<_>>()
-        .join(", ");
-    let guarded = projection
+        .join(", ")
+}
+
+/// The `SET` of a guard: projection row `e` takes head `h`'s columns.
+pub(crate) fn guarded_set(projection: &[Field]) -> String {
+    projection
         .iter()
         .filter(|field| !["tenant", "id", "created_at"].contains(&field.name.as_str()))
         .map(|field| match field.name.as_str() {
@@ -275,14 +309,19 @@ fn build_sql() -> String {
             name => format!("{name} = h.{name}"),
         })
         .collect::<Vec<_>>()
-        .join(", ");
+        .join(", ")
+}
+
+fn build_sql() -> String {
+    let request_ids = recordset::fields::<idempotency_key::Entity>(&[]);
+    let projection = recordset::fields::<engagement::Entity>(&[]);
+    let heads = head_fields(&projection);
+    let created = created_values(&projection);
+    let guarded = guarded_set(&projection);
     let people = recordset::fields::<engagement_person::Entity>(&[]);
-    let people_key = ["tenant", "engagement", "role", "person"];
     let tasks = recordset::fields::<engagement_task::Entity>(&[]);
-    let task_key = ["tenant", "engagement", "task_id"];
     let snapshots = recordset::fields::<snapshot::Entity>(&[]);
     let timers = recordset::fields::<timer::Entity>(&[]);
-    let timer_key = ["tenant", "engagement", "timer_id"];
     let outbox = recordset::fields::<outbox::Entity>(&["position"]);
     let mut outbox_records = outbox.clone();
     outbox_records.push(Field::new("ord", "bigint"));
@@ -292,8 +331,8 @@ fn build_sql() -> String {
     );
     let timer_conflict = format!(
         "ON CONFLICT ({}) {}",
-        timer_key.join(", "),
-        update_others(&timers, &timer_key)
+        TIMER_KEY.join(", "),
+        update_others(&timers, &TIMER_KEY)
     );
     let outbox = format!(
         "INSERT INTO outbox ({}) SELECT {} FROM json_to_recordset($12::json) AS r({}) WHERE {} ORDER BY r.ord",
@@ -336,15 +375,15 @@ fn build_sql() -> String {
         content_keys = insert("content_keys", &recordset::fields::<content_key::Entity>(&[]), 3, ""),
         events = insert("events", &recordset::fields::<event::Entity>(&[]), 4, ""),
         people_definition = recordset::definition(&people),
-        replace_people = replace("engagement_people", &people, "people", 5, &people_key, "DO NOTHING"),
+        replace_people = replace("engagement_people", &people, "people", 5, &PEOPLE_KEY, "DO NOTHING"),
         task_definition = recordset::definition(&tasks),
         replace_tasks = replace(
             "engagement_tasks",
             &tasks,
             "tasks",
             7,
-            &task_key,
-            &update_others(&tasks, &task_key)
+            &TASK_KEY,
+            &update_others(&tasks, &TASK_KEY)
         ),
         snapshots = insert("snapshots", &snapshots, 9, &snapshot_conflict),
         scheduled = insert("timers", &timers, 10, &timer_conflict),

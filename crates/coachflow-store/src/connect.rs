@@ -95,7 +95,8 @@ const MIGRATION_LOCK_KEY: i64 = 0x636f_6163_6866_6c6f;
 
 impl Store {
     /// Connects to `url`: `sqlite://path/to/file.db` (created if missing; WAL journal,
-    /// synchronous=FULL, foreign keys on, busy timeout 5 s), `sqlite::memory:`, or
+    /// synchronous=FULL, foreign keys on, busy timeout 5 s, temporary
+    /// tables in memory), `sqlite::memory:`, or
     /// `postgres://user:password@host:port/database`. Does not migrate.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
         let backend = Backend::from_url(url)?;
@@ -125,6 +126,8 @@ impl Store {
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     // Freed pages are zeroed: nothing erased lingers in the file.
                     .pragma("secure_delete", "ON")
+                    // The group commit's table of a batch's heads lives in memory.
+                    .pragma("temp_store", "MEMORY")
             });
         }
         let db = Database::connect(connect).await?;

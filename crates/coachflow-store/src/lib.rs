@@ -8,6 +8,7 @@
 
 mod audit;
 mod batch;
+mod batch_sqlite;
 mod batch_statement;
 mod commit;
 mod connect;

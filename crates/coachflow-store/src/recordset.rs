@@ -1,13 +1,16 @@
-//! Rows handed to PostgreSQL as one JSON parameter and read back with `json_to_recordset`,
-//! so a statement's text is the same whatever number of rows it carries: it is parsed
-//! once per connection, where a multi-row `VALUES` list is a new statement for every
-//! size. The columns and their types come from the entity's own definition.
+//! Rows handed to the database as one JSON parameter and read back as rows (PostgreSQL's
+//! `json_to_recordset`, SQLite's `jsonb_each`), so a statement's text is the same whatever
+//! number of rows it carries: it is prepared once per connection, where a multi-row
+//! `VALUES` list is a new statement for every size. The columns and their types come from
+//! the entity's own definition.
 
 use std::io::Write as _;
 
 use chrono::SecondsFormat;
 use sea_orm::sea_query::ColumnType;
 use sea_orm::{ActiveModelTrait, ActiveValue, ColumnTrait, EntityTrait, IdenStatic, Iterable, ModelTrait, Value};
+
+use crate::Backend;
 
 /// One column of a recordset: its name, the type `json_to_recordset` reads it as, and
 /// the expression that turns the record's field into the table's value.
@@ -33,6 +36,17 @@ impl Field {
             format!("decode({alias}.{}, 'hex')", self.name)
         } else {
             format!("{alias}.{}", self.name)
+        }
+    }
+
+    /// The field of SQLite's `jsonb_each` element `j.value` as the table's value, named as
+    /// the column.
+    fn sqlite_select(&self) -> String {
+        let name = &self.name;
+        if self.binary {
+            format!("unhex(j.value ->> '{name}') AS {name}")
+        } else {
+            format!("j.value ->> '{name}' AS {name}")
         }
     }
 }
@@ -79,6 +93,17 @@ pub(crate) fn names(fields: &[Field]) -> String {
         .join(", ")
 }
 
+/// The rows of the JSON parameter `$n` on SQLite: a subquery with a column per field (bytes
+/// decoded), and `ord`, the record's place in the list. `jsonb_each` hands each record to
+/// `->>` in SQLite's binary form, where `json_each` would render it as text for `->>` to
+/// parse again. (`$n` is a name to SQLite, so a
+/// statement of a script has no unnamed `?1…?n-1` before it, which sqlx would bind to the
+/// script's first arguments and count against the statements after.)
+pub(crate) fn sqlite_rows(fields: &[Field], parameter: usize) -> String {
+    let columns = fields.iter().map(Field::sqlite_select).collect::<Vec<_>>().join(", ");
+    format!("(SELECT {columns}, j.key AS ord FROM jsonb_each(${parameter}) AS j)")
+}
+
 /// `alias.name, …` (decoded where needed): the values of an `INSERT … SELECT`.
 pub(crate) fn selects(fields: &[Field], alias: &str) -> String {
     fields
@@ -94,20 +119,26 @@ pub(crate) fn selects(fields: &[Field], alias: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct Records {
     text: Vec<u8>,
-}
-
-impl Default for Records {
-    fn default() -> Records {
-        Records { text: b"[".to_vec() }
-    }
+    backend: Backend,
 }
 
 impl Records {
+    /// No records yet, for a statement on `backend` (which says how times are written).
+    pub(crate) fn new(backend: Backend) -> Records {
+        Records {
+            text: b"[".to_vec(),
+            backend,
+        }
+    }
+
     /// Starts a record; its fields are added to what this returns, which ends it on drop.
     pub(crate) fn record(&mut self) -> Record<'_> {
         separate(&mut self.text, b'[');
         self.text.push(b'{');
-        Record { text: &mut self.text }
+        Record {
+            text: &mut self.text,
+            backend: self.backend,
+        }
     }
 
     /// Adds a record of the model's columns; more fields may follow on what this returns.
@@ -146,6 +177,7 @@ impl Records {
 #[derive(Debug)]
 pub(crate) struct Record<'a> {
     text: &'a mut Vec<u8>,
+    backend: Backend,
 }
 
 impl Record<'_> {
@@ -155,7 +187,7 @@ impl Record<'_> {
         self.text.push(b'"');
         self.text.extend_from_slice(name.as_bytes());
         self.text.extend_from_slice(b"\":");
-        write_json(self.text, value);
+        write_json(self.text, value, self.backend);
         self
     }
 }
@@ -174,10 +206,10 @@ fn separate(text: &mut Vec<u8>, opening: u8) {
     }
 }
 
-/// A value as `json_to_recordset` reads it back into the column's type: times in RFC
-/// 3339 to the microsecond (PostgreSQL's precision, truncated as a bound value is), bytes
-/// in hex.
-fn write_json(text: &mut Vec<u8>, value: &Value) {
+/// A value as the statement reads it back into the column's type: bytes in hex, times in
+/// RFC 3339 as a bound value is stored — on PostgreSQL to the microsecond (its precision,
+/// truncated), on SQLite as sqlx writes them (the text that SQLite compares and orders).
+fn write_json(text: &mut Vec<u8>, value: &Value, backend: Backend) {
     match value {
         Value::Bool(Some(value)) => text.extend_from_slice(if *value { b"true" } else { b"false" }),
         // Writing to a Vec cannot fail.
@@ -188,7 +220,13 @@ fn write_json(text: &mut Vec<u8>, value: &Value) {
             let _ = write!(text, "{value}");
         }
         Value::String(Some(value)) => string(text, value),
-        Value::ChronoDateTimeUtc(Some(value)) => string(text, &value.to_rfc3339_opts(SecondsFormat::Micros, true)),
+        Value::ChronoDateTimeUtc(Some(value)) => string(
+            text,
+            &match backend {
+                Backend::Postgres => value.to_rfc3339_opts(SecondsFormat::Micros, true),
+                Backend::Sqlite => value.to_rfc3339_opts(SecondsFormat::AutoSi, false),
+            },
+        ),
         Value::Bytes(Some(bytes)) => string(text, &crate::hex(bytes)),
         _ => text.extend_from_slice(b"null"),
     }
@@ -206,9 +244,14 @@ mod tests {
     use sea_orm::Value;
 
     use super::Records;
+    use crate::Backend;
 
     fn text(values: &[(&str, Value)]) -> String {
-        let mut records = Records::default();
+        text_for(Backend::Postgres, values)
+    }
+
+    fn text_for(backend: Backend, values: &[(&str, Value)]) -> String {
+        let mut records = Records::new(backend);
         {
             let mut record = records.record();
             for (name, value) in values {
@@ -253,6 +296,24 @@ mod tests {
 
     #[test]
     fn no_records_are_an_empty_list() {
-        assert_eq!(Records::default().parameter(), Value::String(Some("[]".to_owned())));
+        for backend in [Backend::Postgres, Backend::Sqlite] {
+            assert_eq!(Records::new(backend).parameter(), Value::String(Some("[]".to_owned())));
+        }
+    }
+
+    #[test]
+    fn times_for_sqlite_are_the_text_sqlx_binds() {
+        // sqlx binds a time as RFC 3339 with as many digits as it needs (SQLite compares
+        // the text, so a recordset must write the same).
+        for (nanos, bound) in [
+            (0, "2025-12-02T21:00:00+00:00"),
+            (120_000_000, "2025-12-02T21:00:00.120+00:00"),
+            (123_456_789, "2025-12-02T21:00:00.123456789+00:00"),
+        ] {
+            let at = Utc.timestamp_opt(1_764_709_200, nanos).single();
+            let written = text_for(Backend::Sqlite, &[("at", Value::ChronoDateTimeUtc(at))]);
+            let parsed: serde_json::Value = serde_json::from_str(&written).unwrap_or_else(|error| panic!("{error}"));
+            assert_eq!(parsed[0]["at"], bound, "{written}");
+        }
     }
 }

@@ -119,8 +119,14 @@ pub async fn a_batch_commits_what_it_can(db: TestDb) {
         commits: Vec::new(),
     };
     let together = |state: &EngagementState, goal: &str| decide_on(model, state, record_goal(goal), t0() + days(2));
+    let refused_key = |id: &str| Some(idempotency_key("acme", &format!("req-{id}"), t0() + days(2)));
     queue
-        .push("eng-0", states[0].sequence, together(&states[0], "stale"), None)
+        .push(
+            "eng-0",
+            states[0].sequence,
+            together(&states[0], "stale"),
+            refused_key("eng-0"),
+        )
         .await;
     queue
         .push("eng-1", eng_1_before.sequence, together(&eng_1_before, "twice"), key())
@@ -139,7 +145,7 @@ pub async fn a_batch_commits_what_it_can(db: TestDb) {
         start_action(people("client-2", "coach-1")),
         t0() + days(2),
     );
-    queue.push("eng-3", 0, starting.clone(), None).await;
+    queue.push("eng-3", 0, starting.clone(), refused_key("eng-3")).await;
     queue.push("eng-new", 0, starting, None).await;
     for index in 4..8 {
         queue
@@ -191,6 +197,12 @@ pub async fn a_batch_commits_what_it_can(db: TestDb) {
     for index in 4..8 {
         let request = format!("req-{index}");
         assert!(store.find_idempotency_key("acme", &request).await.unwrap().is_some());
+    }
+    for refused in ["req-eng-0", "req-eng-3"] {
+        assert!(
+            store.find_idempotency_key("acme", refused).await.unwrap().is_none(),
+            "the request id of a refused commit is not kept: {refused}"
+        );
     }
     // What committed, committed in one transaction (PostgreSQL can tell).
     let committed = ["eng-2", "eng-new", "eng-4", "eng-5", "eng-6", "eng-7"];
