@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, SqlErr, Statement, Value};
 
 use crate::batch::Prepared;
-use crate::batch_statement::{self, TIMER_KEY};
+use crate::batch_statement::{self, ENGAGEMENT_KEY, TIMER_KEY};
 use crate::entity::{
     content_key, engagement, engagement_person, engagement_task, event, idempotency_key, outbox, snapshot, timer,
 };
@@ -63,9 +63,9 @@ pub(crate) async fn write_members(
             let (tenant, id) = member.engagement();
             match outcomes.get(&(tenant.to_owned(), id.to_owned())).map(String::as_str) {
                 Some(WRITTEN) => Ok(()),
-                Some("taken") => Err(StoreError::DuplicateRequest),
-                Some("exists") => Err(StoreError::AlreadyExists(format!("engagement {tenant}/{id}"))),
-                Some("conflict") => Err(StoreError::Conflict),
+                Some(TAKEN) => Err(StoreError::DuplicateRequest),
+                Some(EXISTS) => Err(StoreError::AlreadyExists(format!("engagement {tenant}/{id}"))),
+                Some(CONFLICT) => Err(StoreError::Conflict),
                 other => Err(StoreError::Database(sea_orm::DbErr::Custom(format!(
                     "the batch script gave engagement {tenant}/{id} no outcome ({other:?})"
                 )))),
@@ -74,8 +74,13 @@ pub(crate) async fn write_members(
         .collect())
 }
 
-/// The outcome of a head whose member is written.
+/// A head's outcome, as the script decides it: its member is written, or refused because
+/// its request id is stored already, the engagement it creates exists, or its engagement is
+/// no longer at the sequence it decided on.
 const WRITTEN: &str = "written";
+const TAKEN: &str = "taken";
+const EXISTS: &str = "exists";
+const CONFLICT: &str = "conflict";
 
 /// The script, built once from the entities' columns.
 fn script() -> &'static str {
@@ -83,10 +88,11 @@ fn script() -> &'static str {
     SCRIPT.get_or_init(build_script)
 }
 
-/// Only rows (alias `r`) of engagements written in this batch.
-fn written(engagement: &str) -> String {
+/// Only rows (alias `r`, naming their engagement in `engagement`) of engagements written
+/// in this batch.
+fn written() -> String {
     format!(
-        "EXISTS (SELECT 1 FROM temp.batch_heads AS w WHERE w.tenant = r.tenant AND w.id = r.{engagement} \
+        "EXISTS (SELECT 1 FROM temp.batch_heads AS w WHERE w.tenant = r.tenant AND w.id = r.engagement \
          AND w.outcome = '{WRITTEN}')"
     )
 }
@@ -98,7 +104,7 @@ fn insert(table: &str, fields: &[Field], parameter: usize, tail: &str) -> String
         "INSERT INTO {table} ({names}) SELECT {names} FROM {rows} AS r WHERE {written} {tail};",
         names = recordset::names(fields),
         rows = recordset::sqlite_rows(fields, parameter),
-        written = written("engagement"),
+        written = written(),
     )
 }
 
@@ -110,13 +116,8 @@ fn delete(table: &str, key: &[&str], parameter: usize) -> String {
     format!(
         "DELETE FROM {table} WHERE ({names}) IN (SELECT {names} FROM {} AS r WHERE {});",
         recordset::sqlite_rows(&fields, parameter),
-        written("engagement"),
+        written(),
     )
-}
-
-/// `ON CONFLICT (key) action`.
-fn on_conflict(key: &[&str], action: &str) -> String {
-    format!("ON CONFLICT ({}) {action}", key.join(", "))
 }
 
 fn build_script() -> String {
@@ -126,7 +127,6 @@ fn build_script() -> String {
     let tasks = recordset::fields::<engagement_task::Entity>(&[]);
     let snapshots = recordset::fields::<snapshot::Entity>(&[]);
     let timers = recordset::fields::<timer::Entity>(&[]);
-    let engagement_key = ["tenant", "engagement"];
     let head_names = recordset::names(&heads);
     [
         format!(
@@ -137,11 +137,11 @@ fn build_script() -> String {
         format!(
             "INSERT INTO temp.batch_heads ({head_names}, outcome) SELECT {head_names}, CASE \
              WHEN r.request_id IS NOT NULL AND EXISTS (SELECT 1 FROM idempotency_keys AS k \
-             WHERE k.tenant = r.tenant AND k.request_id = r.request_id) THEN 'taken' \
+             WHERE k.tenant = r.tenant AND k.request_id = r.request_id) THEN '{TAKEN}' \
              WHEN r.expected = 0 AND EXISTS (SELECT 1 FROM engagements AS e WHERE e.tenant = r.tenant AND e.id = r.id) \
-             THEN 'exists' \
+             THEN '{EXISTS}' \
              WHEN r.expected <> 0 AND NOT EXISTS (SELECT 1 FROM engagements AS e \
-             WHERE e.tenant = r.tenant AND e.id = r.id AND e.sequence = r.expected) THEN 'conflict' \
+             WHERE e.tenant = r.tenant AND e.id = r.id AND e.sequence = r.expected) THEN '{CONFLICT}' \
              ELSE '{WRITTEN}' END FROM {} AS r;",
             recordset::sqlite_rows(&heads, 2),
         ),
@@ -168,25 +168,17 @@ fn build_script() -> String {
         ),
         insert("content_keys", &recordset::fields::<content_key::Entity>(&[]), 3, ""),
         insert("events", &recordset::fields::<event::Entity>(&[]), 4, ""),
-        delete("engagement_people", &engagement_key, 5),
+        delete("engagement_people", &ENGAGEMENT_KEY, 5),
         insert("engagement_people", &people, 6, ""),
-        delete("engagement_tasks", &engagement_key, 7),
+        delete("engagement_tasks", &ENGAGEMENT_KEY, 7),
         insert("engagement_tasks", &tasks, 8, ""),
         insert(
             "snapshots",
             &snapshots,
             9,
-            &on_conflict(
-                &engagement_key,
-                &batch_statement::update_others(&snapshots, &engagement_key),
-            ),
+            &batch_statement::upsert(&snapshots, &ENGAGEMENT_KEY),
         ),
-        insert(
-            "timers",
-            &timers,
-            10,
-            &on_conflict(&TIMER_KEY, &batch_statement::update_others(&timers, &TIMER_KEY)),
-        ),
+        insert("timers", &timers, 10, &batch_statement::upsert(&timers, &TIMER_KEY)),
         delete("timers", &TIMER_KEY, 11),
         // In the members' order: positions are taken as the rows come.
         insert(

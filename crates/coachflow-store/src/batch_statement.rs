@@ -258,7 +258,7 @@ fn replace(table: &str, fields: &[Field], rows: &str, replaced: usize, key: &[&s
 }
 
 /// `DO UPDATE SET` every column of `fields` outside `key` to the proposed row's.
-pub(crate) fn update_others(fields: &[Field], key: &[&str]) -> String {
+fn update_others(fields: &[Field], key: &[&str]) -> String {
     let set = fields
         .iter()
         .filter(|field| !key.contains(&field.name.as_str()))
@@ -268,7 +268,14 @@ pub(crate) fn update_others(fields: &[Field], key: &[&str]) -> String {
     format!("DO UPDATE SET {set}")
 }
 
+/// `ON CONFLICT (key)`, then every column of `fields` outside `key` set to the proposed
+/// row's: an upsert's tail, on both backends.
+pub(crate) fn upsert(fields: &[Field], key: &[&str]) -> String {
+    format!("ON CONFLICT ({}) {}", key.join(", "), update_others(fields, key))
+}
+
 /// The primary keys of the rows a member replaces or upserts.
+pub(crate) const ENGAGEMENT_KEY: [&str; 2] = ["tenant", "engagement"];
 const PEOPLE_KEY: [&str; 4] = ["tenant", "engagement", "role", "person"];
 const TASK_KEY: [&str; 3] = ["tenant", "engagement", "task_id"];
 pub(crate) const TIMER_KEY: [&str; 3] = ["tenant", "engagement", "timer_id"];
@@ -325,15 +332,6 @@ fn build_sql() -> String {
     let outbox = recordset::fields::<outbox::Entity>(&["position"]);
     let mut outbox_records = outbox.clone();
     outbox_records.push(Field::new("ord", "bigint"));
-    let snapshot_conflict = format!(
-        "ON CONFLICT (tenant, engagement) {}",
-        update_others(&snapshots, &["tenant", "engagement"])
-    );
-    let timer_conflict = format!(
-        "ON CONFLICT ({}) {}",
-        TIMER_KEY.join(", "),
-        update_others(&timers, &TIMER_KEY)
-    );
     let outbox = format!(
         "INSERT INTO outbox ({}) SELECT {} FROM json_to_recordset($12::json) AS r({}) WHERE {} ORDER BY r.ord",
         recordset::names(&outbox),
@@ -385,8 +383,8 @@ fn build_sql() -> String {
             &TASK_KEY,
             &update_others(&tasks, &TASK_KEY)
         ),
-        snapshots = insert("snapshots", &snapshots, 9, &snapshot_conflict),
-        scheduled = insert("timers", &timers, 10, &timer_conflict),
+        snapshots = insert("snapshots", &snapshots, 9, &upsert(&snapshots, &ENGAGEMENT_KEY)),
+        scheduled = insert("timers", &timers, 10, &upsert(&timers, &TIMER_KEY)),
         cancelled = written("r"),
     )
 }

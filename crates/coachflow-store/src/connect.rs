@@ -95,9 +95,9 @@ const MIGRATION_LOCK_KEY: i64 = 0x636f_6163_6866_6c6f;
 
 impl Store {
     /// Connects to `url`: `sqlite://path/to/file.db` (created if missing; WAL journal,
-    /// synchronous=FULL, foreign keys on, busy timeout 5 s, temporary
-    /// tables in memory), `sqlite::memory:`, or
-    /// `postgres://user:password@host:port/database`. Does not migrate.
+    /// synchronous=FULL, foreign keys on, busy timeout 5 s, temporary tables in memory),
+    /// `sqlite::memory:`, or `postgres://user:password@host:port/database`. Does not
+    /// migrate.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
         let backend = Backend::from_url(url)?;
         let vault = crate::sealing::Vault::new(options.kek.clone(), sqlite_file(url));

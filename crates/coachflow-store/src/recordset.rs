@@ -96,9 +96,9 @@ pub(crate) fn names(fields: &[Field]) -> String {
 /// The rows of the JSON parameter `$n` on SQLite: a subquery with a column per field (bytes
 /// decoded), and `ord`, the record's place in the list. `jsonb_each` hands each record to
 /// `->>` in SQLite's binary form, where `json_each` would render it as text for `->>` to
-/// parse again. (`$n` is a name to SQLite, so a
-/// statement of a script has no unnamed `?1…?n-1` before it, which sqlx would bind to the
-/// script's first arguments and count against the statements after.)
+/// parse again. (`$n` is a name to SQLite, so a statement of a script has no unnamed
+/// `?1…?n-1` before it, which sqlx would bind to the script's first arguments and count
+/// against the statements after.)
 pub(crate) fn sqlite_rows(fields: &[Field], parameter: usize) -> String {
     let columns = fields.iter().map(Field::sqlite_select).collect::<Vec<_>>().join(", ");
     format!("(SELECT {columns}, j.key AS ord FROM jsonb_each(${parameter}) AS j)")
