@@ -46,7 +46,7 @@ pub struct FileClock {
 /// The file a [`FileClock`] last opened and what it held then.
 #[derive(Debug)]
 struct LastRead {
-    file: File,
+    file: Arc<File>,
     /// The file's device and inode: the path still names it while they match.
     id: (u64, u64),
     bytes: Vec<u8>,
@@ -69,27 +69,30 @@ impl FileClock {
         let named = std::fs::metadata(&self.path).ok()?;
         let id = (named.dev(), named.ino());
         let last = self.last.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let last = match last {
-            Some(last) if last.id == id => last,
-            _ => Arc::new(Self::open(&self.path)?),
+        let Some(last) = last.filter(|last| last.id == id) else {
+            return self.keep(Self::open(&self.path)?);
         };
         let mut bytes = [0; CLOCK_BYTES];
         let length = last.file.read_at(&mut bytes, 0).ok()?;
         let bytes = &bytes[..length];
-        let read = if bytes == last.bytes.as_slice() {
-            last
-        } else if length < CLOCK_BYTES {
-            Arc::new(LastRead {
-                file: last.file.try_clone().ok()?,
-                id: last.id,
-                bytes: bytes.to_vec(),
-                at: parse(bytes),
-            })
-        } else {
-            Arc::new(Self::open(&self.path)?)
-        };
+        if bytes == last.bytes.as_slice() {
+            return last.at;
+        }
+        if length == CLOCK_BYTES {
+            return self.keep(Self::open(&self.path)?);
+        }
+        self.keep(LastRead {
+            file: Arc::clone(&last.file),
+            id,
+            bytes: bytes.to_vec(),
+            at: parse(bytes),
+        })
+    }
+
+    /// Keeps `read` for the next call; its time.
+    fn keep(&self, read: LastRead) -> Option<DateTime<Utc>> {
         let at = read.at;
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(read);
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(read));
         at
     }
 
@@ -100,7 +103,7 @@ impl FileClock {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).ok()?;
         Some(LastRead {
-            file,
+            file: Arc::new(file),
             id: (opened.dev(), opened.ino()),
             at: parse(&bytes),
             bytes,
