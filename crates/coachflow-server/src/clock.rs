@@ -6,12 +6,48 @@ use std::io::Read as _;
 use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 /// Where the service reads the time.
 pub trait Clock: Send + Sync + fmt::Debug {
     fn now(&self) -> DateTime<Utc>;
+
+    /// How often one who waits for a time on this clock looks at it again: `None` for a
+    /// clock that moves only as real time passes (a sleep of the difference wakes on time);
+    /// a clock that can be moved by hand is looked at this often, so that moving it past a
+    /// due time wakes its sleepers as the passing of time would.
+    fn looks_every(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// How often a waiter looks at a clock that can be moved by hand.
+const MOVED_CLOCK_LOOKS: Duration = Duration::from_millis(5);
+
+/// Sleeps until `clock` reads `due` or later, or (in real time) for `longest`, whichever
+/// comes first, but never less than `shortest`. Without `due`, sleeps for `longest`.
+pub async fn sleep_until(clock: &dyn Clock, due: Option<DateTime<Utc>>, shortest: Duration, longest: Duration) {
+    let start = tokio::time::Instant::now();
+    loop {
+        let elapsed = start.elapsed();
+        let Some(left) = longest.checked_sub(elapsed).filter(|left| !left.is_zero()) else {
+            return;
+        };
+        let due_in = due.map(|due| (due - clock.now()).to_std().unwrap_or(Duration::ZERO));
+        if elapsed >= shortest && due_in.is_some_and(|due_in| due_in.is_zero()) {
+            return;
+        }
+        let wait = [Some(left), due_in, clock.looks_every()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(left)
+            .max(shortest.saturating_sub(elapsed))
+            .min(left);
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// A shared clock.
@@ -123,6 +159,10 @@ impl Clock for FileClock {
     fn now(&self) -> DateTime<Utc> {
         self.read().unwrap_or_else(Utc::now)
     }
+
+    fn looks_every(&self) -> Option<Duration> {
+        Some(MOVED_CLOCK_LOOKS)
+    }
 }
 
 /// A clock tests set by hand.
@@ -152,6 +192,10 @@ impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    fn looks_every(&self) -> Option<Duration> {
+        Some(MOVED_CLOCK_LOOKS)
+    }
 }
 
 #[cfg(test)]
@@ -160,7 +204,10 @@ mod tests {
 
     use chrono::{DateTime, TimeZone, Utc};
 
-    use super::{Clock, FileClock};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Clock, FileClock, ManualClock, sleep_until};
 
     /// A directory of the test's own, removed at the end.
     struct Dir(PathBuf);
@@ -222,5 +269,52 @@ mod tests {
         assert_eq!(clock.now(), at(5), "a file longer than one read");
         std::fs::remove_file(&path).unwrap();
         assert!(machine(&clock), "the file removed");
+    }
+
+    /// Sleeps on `clock` in a task of its own; the (paused) real time it woke at.
+    fn sleeper(
+        clock: &Arc<ManualClock>,
+        due: Option<DateTime<Utc>>,
+        shortest: Duration,
+        longest: Duration,
+    ) -> tokio::task::JoinHandle<tokio::time::Instant> {
+        let clock = Arc::clone(clock);
+        tokio::spawn(async move {
+            sleep_until(clock.as_ref(), due, shortest, longest).await;
+            tokio::time::Instant::now()
+        })
+    }
+
+    const LONGEST: Duration = Duration::from_secs(120);
+
+    #[tokio::test(start_paused = true)]
+    async fn moving_the_clock_past_the_due_time_wakes_the_sleeper() {
+        let clock = Arc::new(ManualClock::new(at(1)));
+        let start = tokio::time::Instant::now();
+        let sleeper = sleeper(&clock, Some(at(2)), Duration::ZERO, LONGEST);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!sleeper.is_finished(), "due a day later on the clock, 30 s have passed");
+        clock.set(at(2));
+        let woke = sleeper.await.unwrap();
+        assert!(
+            woke - start < Duration::from_secs(31),
+            "woke {:?} after it began",
+            woke - start
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sleep_ends_after_the_longest_and_not_before_the_shortest() {
+        let clock = Arc::new(ManualClock::new(at(1)));
+        let start = tokio::time::Instant::now();
+        let woke = sleeper(&clock, None, Duration::ZERO, LONGEST).await.unwrap();
+        assert_eq!(woke - start, LONGEST, "nothing due: the longest sleep");
+        let start = tokio::time::Instant::now();
+        let woke = sleeper(&clock, Some(at(2)), Duration::ZERO, LONGEST).await.unwrap();
+        assert_eq!(woke - start, LONGEST, "due later than the longest sleep");
+        let start = tokio::time::Instant::now();
+        let shortest = Duration::from_millis(10);
+        let woke = sleeper(&clock, Some(at(1)), shortest, LONGEST).await.unwrap();
+        assert_eq!(woke - start, shortest, "already due: the shortest sleep");
     }
 }

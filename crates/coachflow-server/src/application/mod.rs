@@ -92,6 +92,10 @@ impl Core {
         self.clock.now()
     }
 
+    pub fn clock(&self) -> &dyn crate::clock::Clock {
+        self.clock.as_ref()
+    }
+
     pub fn audience(&self) -> &Audience {
         &self.settings.audience
     }

@@ -32,6 +32,9 @@ const FIRE_TIMER: Method = Method {
 /// Claimed batches fired at once: one fires while the next is claimed and read.
 const BATCHES_IN_FLIGHT: usize = 2;
 
+/// The shortest pause between looks at the timers table.
+const MIN_PAUSE: Duration = Duration::from_millis(10);
+
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
     /// This replica's name in claims.
@@ -88,23 +91,20 @@ pub async fn run(core: Arc<Core>, settings: RunnerSettings, mut shutdown: watch:
         // What is due is claimed: let it fire before looking at the next timer (a claimed
         // timer's lease would otherwise count as the next one).
         while firing.join_next().await.is_some() {}
-        let pause = match core.store().next_timer_at().await {
-            Ok(Some(next)) => (next - core.now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(settings.poll_interval),
-            Ok(None) => settings.poll_interval,
+        let next = match core.store().next_timer_at().await {
+            Ok(next) => next,
             Err(error) => {
                 tracing::warn!(error = %error, "cannot read the next timer");
-                settings.poll_interval
+                None
             }
         };
-        // Never spin: a timer due now that could not be fired waits for its lease.
-        let pause = pause.max(Duration::from_millis(10));
+        // Sleeps until the next timer is due on the service's clock (a testing clock moved
+        // past it wakes the runner at once), at most `poll_interval`; never spins: a timer
+        // due now that could not be fired waits for its lease.
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
             () = wake.notified() => {}
-            () = tokio::time::sleep(pause) => {}
+            () = crate::clock::sleep_until(core.clock(), next, MIN_PAUSE, settings.poll_interval) => {}
         }
     }
     while firing.join_next().await.is_some() {}
