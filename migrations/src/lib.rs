@@ -12,6 +12,7 @@ mod m20261201_000003_identity;
 mod m20261201_000004_model_versions;
 mod m20261201_000005_operations;
 mod m20261202_000006_content;
+mod m20261207_000007_person_and_assignee_first;
 
 /// All of Coachflow's migrations, oldest first.
 #[derive(Debug)]
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_model_versions::Migration),
             Box::new(m20261201_000005_operations::Migration),
             Box::new(m20261202_000006_content::Migration),
+            Box::new(m20261207_000007_person_and_assignee_first::Migration),
         ]
     }
 }

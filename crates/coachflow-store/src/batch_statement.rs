@@ -246,23 +246,28 @@ fn insert(table: &str, fields: &[Field], parameter: usize, tail: &str) -> String
 
 /// Replaces a written engagement's rows of `table` by the recordset `rows` (a CTE): drops
 /// the rows of the engagements in parameter `replaced` that `rows` lacks (matched on the
-/// table's `key`), then upserts `rows` (`on_conflict`).
+/// table's `key`, never null), then upserts `rows` (`on_conflict`).
+///
+/// The rows kept are found with `NOT IN`, which PostgreSQL answers from a hash of `rows`
+/// whatever it estimates; a `NOT EXISTS` became a nested loop over `rows` for every row
+/// looked at (planned for one), 9 of a 31 ms batch of 200 fired timers.
 fn replace(table: &str, fields: &[Field], rows: &str, replaced: usize, key: &[&str], on_conflict: &str) -> String {
-    let missing = key
+    let key_columns = key.join(", ");
+    let old_key = key
         .iter()
-        .map(|column| format!("n.{column} = o.{column}"))
+        .map(|column| format!("o.{column}"))
         .collect::<Vec<_>>()
-        .join(" AND ");
+        .join(", ");
     format!(
         "dropped_{rows} AS (DELETE FROM {table} AS o USING json_to_recordset(${replaced}::json) AS r(tenant text, engagement text) \
          WHERE o.tenant = r.tenant AND o.engagement = r.engagement AND {} \
-         AND NOT EXISTS (SELECT 1 FROM {rows} AS n WHERE {missing})), \
+         AND ({old_key}) NOT IN (SELECT {key_columns} FROM {rows})), \
          new_{rows} AS (INSERT INTO {table} ({}) SELECT {} FROM {rows} AS r WHERE {} ON CONFLICT ({}) {on_conflict})",
         written("r"),
         recordset::names(fields),
         recordset::selects(fields, "r"),
         written("r"),
-        key.join(", "),
+        key_columns,
     )
 }
 
