@@ -106,16 +106,32 @@ impl Store {
         Ok(())
     }
 
-    /// When the runner should look again: the earliest time a timer becomes claimable,
-    /// that is its `fires_at`, or the end of its claim's lease when it is claimed (a timer
-    /// being fired is not due again until its lease expires). `None` without timers.
-    pub async fn next_timer_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    /// When the runner should look again, as of `now`: the earliest time a timer becomes
+    /// claimable, that is its `fires_at`, or the end of its claim's lease when it is claimed
+    /// (a timer being fired is not due again until its lease expires). `None` without
+    /// timers.
+    ///
+    /// Two index range reads, not a scan of every timer: the earliest timer not claimed past
+    /// its due time (the `fires_at` index from its start, skipping the few being fired), and
+    /// the earliest lease among the timers due by `now` (claims are only taken on due
+    /// timers). A claimed timer moved past `now` meanwhile is found at the runner's next
+    /// poll. (The scan of the whole table took 1–20 ms at 10,000–20,000 timers, and the
+    /// runner ran it after every commit that changed a timer.)
+    pub async fn next_timer_at(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = self
             .db
-            .query_one_raw(Statement::from_string(
+            .query_one_raw(Statement::from_sql_and_values(
                 self.db_backend(),
-                "SELECT MIN(CASE WHEN claimed_until IS NOT NULL AND claimed_until > fires_at \
-                 THEN claimed_until ELSE fires_at END) AS next_at FROM timers",
+                "SELECT MIN(next_at) AS next_at FROM ( \
+                   SELECT next_at FROM ( \
+                     SELECT fires_at AS next_at FROM timers \
+                     WHERE claimed_until IS NULL OR claimed_until <= fires_at \
+                     ORDER BY fires_at LIMIT 1) AS unclaimed \
+                   UNION ALL \
+                   SELECT MIN(claimed_until) AS next_at FROM timers \
+                   WHERE fires_at <= $1 AND claimed_until > fires_at \
+                 ) AS next",
+                [now.into()],
             ))
             .await?;
         match row {

@@ -91,7 +91,7 @@ pub async fn run(core: Arc<Core>, settings: RunnerSettings, mut shutdown: watch:
         // What is due is claimed: let it fire before looking at the next timer (a claimed
         // timer's lease would otherwise count as the next one).
         while firing.join_next().await.is_some() {}
-        let next = match core.store().next_timer_at().await {
+        let next = match core.store().next_timer_at(core.now()).await {
             Ok(next) => next,
             Err(error) => {
                 tracing::warn!(error = %error, "cannot read the next timer");
