@@ -38,37 +38,36 @@ const REORDERED: [Reordered; 2] = [
     },
 ];
 
-fn create(table: &'static str, name: &'static str, columns: &[&'static str]) -> IndexCreateStatement {
+/// Creates the index `name` on `columns` of `table`, then drops `replaced`.
+async fn swap(
+    manager: &SchemaManager<'_>,
+    table: &'static str,
+    (name, columns): (&'static str, &[&'static str]),
+    replaced: &'static str,
+) -> Result<(), DbErr> {
     let mut index = Index::create();
     index.name(name).table(Alias::new(table));
     for column in columns {
         index.col(Alias::new(*column));
     }
-    index
-}
-
-fn drop(table: &'static str, name: &'static str) -> IndexDropStatement {
-    Index::drop().name(name).table(Alias::new(table)).to_owned()
+    manager.create_index(index).await?;
+    manager
+        .drop_index(Index::drop().name(replaced).table(Alias::new(table)).to_owned())
+        .await
 }
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for index in &REORDERED {
-            manager
-                .create_index(create(index.table, index.new, index.new_columns))
-                .await?;
-            manager.drop_index(drop(index.table, index.old)).await?;
+            swap(manager, index.table, (index.new, index.new_columns), index.old).await?;
         }
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for index in &REORDERED {
-            manager
-                .create_index(create(index.table, index.old, index.old_columns))
-                .await?;
-            manager.drop_index(drop(index.table, index.new)).await?;
+            swap(manager, index.table, (index.old, index.old_columns), index.new).await?;
         }
         Ok(())
     }
