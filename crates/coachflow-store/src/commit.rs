@@ -1,6 +1,7 @@
 //! [`Store::commit`]: everything a decision changes, prepared for its batch's transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use coachflow_engine::{Effect, EngagementState, Event, EventKind};
@@ -71,12 +72,25 @@ impl Store {
                 commit.now,
             )
             .await?;
+        // A key made for this commit is kept once the commit stored it, so the engagement's
+        // next command does not read it back (and unwrap it) from the database.
+        let made = key.new_row.is_some().then(|| (key.generation, Arc::clone(&key.key)));
         let rows = Rows::prepare(&commit, key, erasing)?;
         let prepared = batched(rows, &commit, self.options.snapshot_every)?;
         let committed = self.batch.commit(self, prepared).await;
-        if committed.is_ok() && erasing {
-            self.vault.forget(commit.tenant, commit.engagement);
-            self.after_erasure().await;
+        if committed.is_ok() {
+            if erasing {
+                self.vault.forget(commit.tenant, commit.engagement);
+            }
+            if let Some((generation, key)) = made {
+                self.vault.remember(
+                    (commit.tenant.to_owned(), commit.engagement.to_owned(), generation),
+                    Some(key),
+                );
+            }
+            if erasing {
+                self.after_erasure().await;
+            }
         }
         committed
     }

@@ -204,7 +204,7 @@ impl Vault {
             .cloned()
     }
 
-    fn remember(&self, key: KeyId, value: Option<Arc<LessSafeKey>>) {
+    pub(crate) fn remember(&self, key: KeyId, value: Option<Arc<LessSafeKey>>) {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         if keys.len() >= CACHED_KEYS {
             keys.clear();
