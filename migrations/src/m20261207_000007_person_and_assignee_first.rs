@@ -12,29 +12,32 @@ use sea_orm_migration::prelude::*;
 #[derive(Debug, DeriveMigrationName)]
 pub(crate) struct Migration;
 
-/// An index's name and columns, before and after.
+/// An index's name and columns.
+type Shape = (&'static str, &'static [&'static str]);
+
+/// An index of `table`, before and after.
 struct Reordered {
     table: &'static str,
-    old: &'static str,
-    new: &'static str,
-    old_columns: &'static [&'static str],
-    new_columns: &'static [&'static str],
+    old: Shape,
+    new: Shape,
 }
 
 const REORDERED: [Reordered; 2] = [
     Reordered {
         table: "engagement_people",
-        old: "engagement_people_tenant_person_idx",
-        new: "engagement_people_person_tenant_idx",
-        old_columns: &["tenant", "person"],
-        new_columns: &["person", "tenant"],
+        old: ("engagement_people_tenant_person_idx", &["tenant", "person"]),
+        new: ("engagement_people_person_tenant_idx", &["person", "tenant"]),
     },
     Reordered {
         table: "engagement_tasks",
-        old: "engagement_tasks_tenant_assignee_due_at_idx",
-        new: "engagement_tasks_assignee_tenant_due_at_idx",
-        old_columns: &["tenant", "assignee", "due_at"],
-        new_columns: &["assignee", "tenant", "due_at"],
+        old: (
+            "engagement_tasks_tenant_assignee_due_at_idx",
+            &["tenant", "assignee", "due_at"],
+        ),
+        new: (
+            "engagement_tasks_assignee_tenant_due_at_idx",
+            &["assignee", "tenant", "due_at"],
+        ),
     },
 ];
 
@@ -42,7 +45,7 @@ const REORDERED: [Reordered; 2] = [
 async fn swap(
     manager: &SchemaManager<'_>,
     table: &'static str,
-    (name, columns): (&'static str, &[&'static str]),
+    (name, columns): Shape,
     replaced: &'static str,
 ) -> Result<(), DbErr> {
     let mut index = Index::create();
@@ -60,14 +63,14 @@ async fn swap(
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for index in &REORDERED {
-            swap(manager, index.table, (index.new, index.new_columns), index.old).await?;
+            swap(manager, index.table, index.new, index.old.0).await?;
         }
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for index in &REORDERED {
-            swap(manager, index.table, (index.old, index.old_columns), index.new).await?;
+            swap(manager, index.table, index.old, index.new.0).await?;
         }
         Ok(())
     }

@@ -39,11 +39,10 @@ pub async fn sleep_until(clock: &dyn Clock, due: Option<DateTime<Utc>>, shortest
         if elapsed >= shortest && due_in.is_some_and(|due_in| due_in.is_zero()) {
             return;
         }
-        let wait = [Some(left), due_in, clock.looks_every()]
+        let wait = [due_in, clock.looks_every()]
             .into_iter()
             .flatten()
-            .min()
-            .unwrap_or(left)
+            .fold(left, Duration::min)
             .max(shortest.saturating_sub(elapsed))
             .min(left);
         tokio::time::sleep(wait).await;
@@ -201,11 +200,10 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
-
-    use chrono::{DateTime, TimeZone, Utc};
-
     use std::sync::Arc;
     use std::time::Duration;
+
+    use chrono::{DateTime, TimeZone, Utc};
 
     use super::{Clock, FileClock, ManualClock, sleep_until};
 

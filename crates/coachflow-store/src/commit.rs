@@ -81,15 +81,13 @@ impl Store {
         if committed.is_ok() {
             if erasing {
                 self.vault.forget(commit.tenant, commit.engagement);
+                self.after_erasure().await;
             }
             if let Some((generation, key)) = made {
                 self.vault.remember(
                     (commit.tenant.to_owned(), commit.engagement.to_owned(), generation),
                     Some(key),
                 );
-            }
-            if erasing {
-                self.after_erasure().await;
             }
         }
         committed
