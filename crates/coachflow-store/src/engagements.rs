@@ -1,6 +1,6 @@
 //! Loading engagements (latest snapshot + later events) and listing the projection.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use coachflow_engine::EngagementState;
@@ -9,8 +9,9 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 
 use crate::commit::ROWS_PER_INSERT;
 use crate::convert::{to_i32, to_u32, to_u64};
-use crate::entity::{engagement, engagement_person, event};
+use crate::entity::{engagement, engagement_person};
 use crate::keys;
+use crate::sealing::StoredEvent;
 use crate::{Store, StoreError};
 
 /// An engagement as the engine sees it, ready for `decide`.
@@ -173,12 +174,11 @@ impl Store {
                 let state = self.snapshot_state(&mut head, until, live).await?;
                 starts.push((head, live, state));
             }
-            let mut rows = self.events_after(&starts, until).await?;
-            for (head, live, mut state) in starts {
+            let rows = self.events_after(&starts, until).await?;
+            for ((head, live, mut state), rows) in starts.into_iter().zip(rows) {
                 let Head {
                     tenant, id, created_at, ..
                 } = head;
-                let rows = rows.remove(&(tenant.clone(), id.clone())).unwrap_or_default();
                 for (event, _) in self.open_events(&tenant, &id, &rows, live).await? {
                     if event.sequence != state.sequence + 1 {
                         return Err(StoreError::Corrupt(format!(
@@ -267,22 +267,25 @@ impl Store {
     }
 
     /// The events of each engagement after the sequence its start state is at (up to
-    /// `until`), by sequence: one query, joined on a list of (engagement, after).
+    /// `until`), by sequence, in the order of `starts`: one query, joined on a list of
+    /// (engagement, after, position). A row carries its engagement's position, not its
+    /// names: a load reads only the sequence and the payload of each event.
     async fn events_after(
         &self,
         starts: &[(Head, Option<u32>, EngagementState)],
         until: Option<u64>,
-    ) -> Result<HashMap<(String, String), Vec<event::Model>>, StoreError> {
-        let mut rows: HashMap<(String, String), Vec<event::Model>> = HashMap::new();
+    ) -> Result<Vec<Vec<StoredEvent>>, StoreError> {
+        let mut rows: Vec<Vec<StoredEvent>> = starts.iter().map(|_| Vec::new()).collect();
         if starts.is_empty() {
             return Ok(rows);
         }
-        let mut values: Vec<Value> = Vec::with_capacity(starts.len() * 3 + 1);
-        for (head, _, state) in starts {
+        let mut values: Vec<Value> = Vec::with_capacity(starts.len() * 4 + 1);
+        for (position, (head, _, state)) in starts.iter().enumerate() {
             values.extend([
                 head.tenant.clone().into(),
                 head.id.clone().into(),
                 i64::try_from(state.sequence).unwrap_or(i64::MAX).into(),
+                i64::try_from(position).unwrap_or(i64::MAX).into(),
             ]);
         }
         let until = match until {
@@ -294,19 +297,25 @@ impl Store {
         };
         // Unnamed VALUES columns are column1, column2, … on both backends.
         let sql = format!(
-            "SELECT ev.* FROM events ev \
+            "SELECT v.column4, ev.sequence, ev.payload FROM events ev \
              JOIN (VALUES {}) AS v ON ev.tenant = v.column1 AND ev.engagement = v.column2 AND ev.sequence > v.column3\
-             {until} ORDER BY ev.tenant, ev.engagement, ev.sequence",
-            keys::placeholders(3, starts.len(), 1)
+             {until} ORDER BY v.column4, ev.sequence",
+            keys::placeholders(4, starts.len(), 1)
         );
-        let found = event::Entity::find()
-            .from_raw_sql(Statement::from_sql_and_values(self.db_backend(), sql, values))
-            .all(&self.db)
+        let found = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(self.db_backend(), sql, values))
             .await?;
         for row in found {
-            rows.entry((row.tenant.clone(), row.engagement.clone()))
-                .or_default()
-                .push(row);
+            let position: i64 = row.try_get_by_index(0)?;
+            let events = usize::try_from(position)
+                .ok()
+                .and_then(|position| rows.get_mut(position))
+                .ok_or_else(|| StoreError::Corrupt(format!("a load's events came back for position {position}")))?;
+            events.push(StoredEvent {
+                sequence: row.try_get_by_index(1)?,
+                payload: row.try_get_by_index(2)?,
+            });
         }
         Ok(rows)
     }

@@ -5,6 +5,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::convert::to_i64;
 use crate::entity::event;
+use crate::sealing::StoredEvent;
 use crate::{Store, StoreError};
 
 impl Store {
@@ -28,12 +29,16 @@ impl Store {
         after_sequence: u64,
         limit: u64,
     ) -> Result<Vec<(Event, bool)>, StoreError> {
-        let rows = event::Entity::find()
+        let rows: Vec<StoredEvent> = event::Entity::find()
+            .select_only()
+            .column(event::Column::Sequence)
+            .column(event::Column::Payload)
             .filter(event::Column::Tenant.eq(tenant))
             .filter(event::Column::Engagement.eq(engagement))
             .filter(event::Column::Sequence.gt(to_i64(after_sequence, "sequence")?))
             .order_by_asc(event::Column::Sequence)
             .limit(crate::convert::limit(limit))
+            .into_model()
             .all(&self.db)
             .await?;
         let live = if rows.iter().any(crate::sealing::is_sealed) {

@@ -43,8 +43,16 @@ const SEALED_FIELD: &str = "sealed";
 /// nothing sealed.
 const SEALED_KEY: &str = "\"sealed\":";
 
+/// What a load reads of a stored event: its sequence and its payload (the rest of its row
+/// is in the payload too).
+#[derive(Debug, Clone, PartialEq, Eq, sea_orm::FromQueryResult)]
+pub(crate) struct StoredEvent {
+    pub sequence: i64,
+    pub payload: String,
+}
+
 /// Whether a stored event's payload holds sealed content.
-pub(crate) fn is_sealed(row: &crate::entity::event::Model) -> bool {
+pub(crate) fn is_sealed(row: &StoredEvent) -> bool {
     row.payload.contains(SEALED_KEY)
 }
 
@@ -460,7 +468,7 @@ impl Store {
         &self,
         tenant: &str,
         engagement: &str,
-        rows: &[crate::entity::event::Model],
+        rows: &[StoredEvent],
         live: Option<u32>,
     ) -> Result<Vec<(Event, bool)>, StoreError> {
         let mut keys: HashMap<u32, Option<Arc<LessSafeKey>>> = HashMap::new();
@@ -494,7 +502,7 @@ impl Store {
         &self,
         tenant: &str,
         engagement: &str,
-        row: &crate::entity::event::Model,
+        row: &StoredEvent,
         live: Option<u32>,
         keys: &mut HashMap<u32, Option<Arc<LessSafeKey>>>,
     ) -> Result<(Event, bool), StoreError> {
